@@ -1,0 +1,93 @@
+// The Llama-family decoder-only transformer (llama, mistral, qwen2): embeddings, RMSNorm, RoPE,
+// grouped-query attention, SwiGLU MLP, LM head. Frozen weights live here; per-call state
+// (LoRA adapter, KV cache) is passed in, so one model serves encoder and decoder at once.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "icae/io/tensor_io.h"
+#include "icae/model/config.h"
+
+namespace icae {
+
+class LoraAdapter;
+class KVCache;
+
+struct ModelLoadOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;
+};
+
+// Weights of one decoder layer. q, k, v and gate, up are stored fused (one matmul each); the
+// Hugging Face tensors are row blocks of these, see Transformer::weight().
+struct LayerWeights {
+  at::Tensor input_norm;  // [H]
+  at::Tensor qkv;         // [(Hq + 2 Hkv) D, H]
+  at::Tensor qkv_bias;    // [(Hq + 2 Hkv) D] or undefined
+  at::Tensor o;           // [H, Hq D]
+  at::Tensor post_norm;   // [H]
+  at::Tensor gate_up;     // [2 I, H]
+  at::Tensor down;        // [H, I]
+};
+
+struct ForwardInput {
+  at::Tensor input_ids;       // [B, T] int64 — or —
+  at::Tensor inputs_embeds;   // [B, T, H] (ICAE feeds memory slots this way)
+  at::Tensor attention_mask;  // optional [B, past + T], 1 = real token, 0 = padding
+  at::Tensor position_ids;    // optional [B, T]; default past + 0..T-1
+};
+
+struct ForwardOptions {
+  const LoraAdapter* lora = nullptr;  // nullptr: the plain base model (ICAE decoder)
+  KVCache* cache = nullptr;           // read past keys/values and append the new ones
+  bool training = false;              // enables LoRA dropout
+  bool compute_logits = true;         // false: hidden states only (ICAE encoder)
+  bool last_position_only = false;    // logits of the last position only (generation)
+};
+
+struct ForwardOutput {
+  at::Tensor hidden;  // [B, T, H] after the final norm
+  at::Tensor logits;  // [B, T, V] (or [B, 1, V]); undefined when not asked for
+};
+
+class Transformer {
+ public:
+  // Takes weights under Hugging Face names and checks them strictly: a missing tensor, a wrong
+  // shape or an unknown name is an error naming the tensor and both shapes.
+  Transformer(ModelConfig config, TensorMap weights, const ModelLoadOptions& options);
+
+  // A Hugging Face folder (config.json + safetensors, sharded or not) or a .gguf file.
+  static Transformer load(const std::string& path, const ModelLoadOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  at::Device device() const { return options_.device; }
+  at::ScalarType dtype() const { return options_.dtype; }
+
+  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options = {}) const;
+  at::Tensor embed(const at::Tensor& ids) const;           // [B, T] -> [B, T, H]
+  at::Tensor lm_head(const at::Tensor& hidden) const;      // [..., H] -> [..., V]
+  const at::Tensor& embedding_weight() const { return embed_; }
+
+  // A weight by its Hugging Face name (a view into the fused storage where fused).
+  at::Tensor weight(const std::string& hf_name) const;
+  std::vector<std::string> weight_names() const;
+  const std::vector<LayerWeights>& layers() const { return layers_; }
+  // A short hash of a sample of the weights, to recognise the base model an adapter was
+  // trained on (independent of device and dtype: computed on a float copy, rounded to bf16).
+  std::string fingerprint() const;
+
+ private:
+  ModelConfig config_;
+  ModelLoadOptions options_;
+  at::Tensor embed_;     // [V, H]
+  at::Tensor norm_;      // [H]
+  at::Tensor lm_head_;   // [V, H]; shares embed_ when tied
+  at::Tensor inv_freq_;  // [D/2] float32, rope frequencies after scaling
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace icae

@@ -1,0 +1,208 @@
+#include "icae/formats/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "icae/util/error.h"
+
+namespace icae::formats {
+
+namespace {
+struct DTypeInfo {
+  DType dtype;
+  const char* name;
+  size_t size;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+    {DType::I16, "I16", 2}, {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
+    {DType::BOOL, "BOOL", 1},
+};
+}  // namespace
+
+DType parse_dtype(const std::string& name, const std::string& context) {
+  for (const auto& d : kDTypes)
+    if (name == d.name) return d.dtype;
+  fail(ErrorKind::BadInput, context + ": unknown dtype '" + name + "'");
+}
+
+const char* dtype_name(DType dtype) {
+  for (const auto& d : kDTypes)
+    if (d.dtype == dtype) return d.name;
+  return "?";
+}
+
+size_t dtype_size(DType dtype) {
+  for (const auto& d : kDTypes)
+    if (d.dtype == dtype) return d.size;
+  return 0;
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail(ErrorKind::Io, path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(ErrorKind::Io, path + ": not a regular file");
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      fail(ErrorKind::Io, path + ": cannot map: " + std::strerror(errno));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : file_(std::make_shared<MappedFile>(path)) {
+  const std::string where = path;
+  const size_t size = file_->size();
+  ICAE_CHECK(size >= 8, ErrorKind::BadInput,
+             where + ": not a safetensors file (" + std::to_string(size) + " bytes, need at least 8)");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file_->data()[i];
+  ICAE_CHECK(header_len <= kMaxSafetensorsHeader, ErrorKind::BadInput,
+             where + ": header length " + std::to_string(header_len) + " exceeds the limit of " +
+                 std::to_string(kMaxSafetensorsHeader) + " bytes");
+  ICAE_CHECK(header_len <= size - 8, ErrorKind::BadInput,
+             where + ": header length " + std::to_string(header_len) +
+                 " runs past the end of the file (" + std::to_string(size) + " bytes): truncated?");
+  const char* header_begin = reinterpret_cast<const char*>(file_->data() + 8);
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(header_begin, header_begin + header_len);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorKind::BadInput, where + ": invalid JSON header: " + e.what());
+  }
+  ICAE_CHECK(header.is_object(), ErrorKind::BadInput, where + ": header is not a JSON object");
+
+  const uint8_t* data = file_->data() + 8 + header_len;
+  const uint64_t data_size = size - 8 - header_len;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    if (name == "__metadata__") {
+      ICAE_CHECK(it->is_object(), ErrorKind::BadInput, where + ": __metadata__ is not an object");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        ICAE_CHECK(m->is_string(), ErrorKind::BadInput,
+                   where + ": __metadata__." + m.key() + " is not a string");
+        metadata_[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const std::string ctx = where + ": tensor '" + name + "'";
+    const auto& info = *it;
+    ICAE_CHECK(info.is_object() && info.contains("dtype") && info.contains("shape") &&
+                   info.contains("data_offsets"),
+               ErrorKind::BadInput, ctx + ": needs dtype, shape and data_offsets");
+    ICAE_CHECK(info["dtype"].is_string(), ErrorKind::BadInput, ctx + ": dtype is not a string");
+    TensorView view;
+    view.name = name;
+    view.dtype = parse_dtype(info["dtype"].get<std::string>(), ctx);
+    ICAE_CHECK(info["shape"].is_array(), ErrorKind::BadInput, ctx + ": shape is not an array");
+    uint64_t numel = 1;
+    for (const auto& d : info["shape"]) {
+      ICAE_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
+                 ErrorKind::BadInput, ctx + ": shape has a negative or non-integer dimension");
+      uint64_t dim = d.get<uint64_t>();
+      ICAE_CHECK(dim == 0 || numel <= (uint64_t(1) << 62) / dim, ErrorKind::BadInput,
+                 ctx + ": shape overflows");
+      numel *= dim;
+      view.shape.push_back(static_cast<int64_t>(dim));
+    }
+    const auto& off = info["data_offsets"];
+    ICAE_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                   off[1].is_number_unsigned(),
+               ErrorKind::BadInput, ctx + ": data_offsets must be two non-negative integers");
+    uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+    ICAE_CHECK(begin <= end && end <= data_size, ErrorKind::BadInput,
+               ctx + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                   "] lie outside the data section of " + std::to_string(data_size) + " bytes");
+    const uint64_t expected = numel * dtype_size(view.dtype);
+    ICAE_CHECK(end - begin == expected, ErrorKind::BadInput,
+               ctx + ": holds " + std::to_string(end - begin) + " bytes but its dtype and shape need " +
+                   std::to_string(expected));
+    view.data = data + begin;
+    view.nbytes = expected;
+    tensors_.push_back(std::move(view));
+  }
+}
+
+const TensorView* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const TensorView& SafetensorsFile::at(const std::string& name) const {
+  const TensorView* t = find(name);
+  if (!t) fail(ErrorKind::Mismatch, path() + ": no tensor named '" + name + "'");
+  return *t;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  std::vector<uint64_t> sizes;
+  for (const auto& t : tensors) {
+    uint64_t numel = 1;
+    for (auto d : t.shape) numel *= static_cast<uint64_t>(d);
+    uint64_t nbytes = numel * dtype_size(t.dtype);
+    ICAE_CHECK(!header.contains(t.name), ErrorKind::Internal,
+               path + ": duplicate tensor name '" + t.name + "'");
+    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape},
+                      {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+    sizes.push_back(nbytes);
+  }
+  std::string text = header.dump();
+  while (text.size() % 8 != 0) text.push_back(' ');  // keeps the data 8-byte aligned
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(ErrorKind::Io, tmp + ": cannot create: " + std::strerror(errno));
+    uint64_t n = text.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (size_t i = 0; i < tensors.size(); ++i)
+      out.write(static_cast<const char*>(tensors[i].data), static_cast<std::streamsize>(sizes[i]));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      fail(ErrorKind::Io, tmp + ": write failed (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail(ErrorKind::Io, path + ": cannot rename temporary file into place: " + std::strerror(errno));
+  }
+}
+
+}  // namespace icae::formats

@@ -1,0 +1,35 @@
+// Transformer::load: from a Hugging Face folder (config.json + safetensors) or a GGUF file.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+
+#include "icae/model/transformer.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+namespace fs = std::filesystem;
+
+Transformer Transformer::load(const std::string& path, const ModelLoadOptions& options) {
+  ICAE_CHECK(fs::exists(path), ErrorKind::Io, path + ": no such file or folder");
+  if (fs::is_directory(path)) {
+    ModelConfig config = ModelConfig::from_file((fs::path(path) / "config.json").string());
+    TensorMap weights;
+    TensorLoadOptions topts;
+    topts.float_dtype = options.dtype;
+    for (const auto& file : checkpoint_weight_files(path)) {
+      for (auto& [name, t] : load_safetensors(file, topts)) {
+        ICAE_CHECK(!weights.count(name), ErrorKind::BadInput, file + ": tensor '" + name + "' appears twice");
+        weights.emplace(name, std::move(t));
+      }
+    }
+    try {
+      return Transformer(std::move(config), std::move(weights), options);
+    } catch (const Error& e) {
+      throw Error(e.kind(), path + ": " + e.what());
+    }
+  }
+  fail(ErrorKind::Unsupported, path + ": not a model folder (config.json + model.safetensors)");
+}
+
+}  // namespace icae

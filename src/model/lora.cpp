@@ -1,0 +1,128 @@
+#include "icae/model/lora.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "icae/util/error.h"
+
+namespace icae {
+
+namespace {
+constexpr const char* kProjNames[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                              "gate_proj", "up_proj", "down_proj"};
+}
+
+const char* proj_name(Proj p) { return kProjNames[static_cast<int>(p)]; }
+
+Proj parse_proj(const std::string& name) {
+  for (int i = 0; i < kNumProj; ++i)
+    if (name == kProjNames[i]) return static_cast<Proj>(i);
+  fail(ErrorKind::BadInput, "unknown LoRA target module '" + name +
+                                "' (expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+}
+
+std::string proj_module_path(Proj p) {
+  const bool attn = p == Proj::Q || p == Proj::K || p == Proj::V || p == Proj::O;
+  return std::string(attn ? "self_attn." : "mlp.") + proj_name(p);
+}
+
+std::pair<int64_t, int64_t> proj_shape(const ModelConfig& c, Proj p) {
+  const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim,
+                kv = c.num_key_value_heads * c.head_dim, i = c.intermediate_size;
+  switch (p) {
+    case Proj::Q: return {q, h};
+    case Proj::K: return {kv, h};
+    case Proj::V: return {kv, h};
+    case Proj::O: return {h, q};
+    case Proj::Gate: return {i, h};
+    case Proj::Up: return {i, h};
+    case Proj::Down: return {h, i};
+  }
+  fail(ErrorKind::Internal, "unhandled projection");
+}
+
+LoraAdapter::LoraAdapter(const ModelConfig& model, LoraConfig config, at::Device device,
+                         at::ScalarType dtype)
+    : config_(std::move(config)) {
+  ICAE_CHECK(config_.r > 0, ErrorKind::BadInput, "LoRA rank r must be positive");
+  ICAE_CHECK(config_.dropout >= 0 && config_.dropout < 1, ErrorKind::BadInput,
+             "LoRA dropout must be in [0, 1)");
+  ICAE_CHECK(!config_.target_modules.empty(), ErrorKind::BadInput, "LoRA needs at least one target module");
+  for (const auto& t : config_.target_modules) targeted_[static_cast<int>(parse_proj(t))] = true;
+  auto opts = at::TensorOptions().device(device).dtype(dtype);
+  layers_.resize(model.num_hidden_layers);
+  for (auto& layer : layers_) {
+    for (int p = 0; p < kNumProj; ++p) {
+      if (!targeted_[p]) continue;
+      auto [out, in] = proj_shape(model, static_cast<Proj>(p));
+      layer[p].A = at::zeros({config_.r, in}, opts);
+      layer[p].B = at::zeros({out, config_.r}, opts);
+    }
+  }
+}
+
+void LoraAdapter::init_for_training(uint64_t seed) {
+  // Kaiming-uniform with a = sqrt(5) on [r, in] gives bound = 1 / sqrt(in) (what
+  // nn.Linear.reset_parameters, and so peft, uses for A). Drawn on the CPU with a seeded
+  // generator so every device gets the same adapter.
+  at::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& layer : layers_) {
+    for (auto& pair : layer) {
+      if (!pair.defined()) continue;
+      const double bound = 1.0 / std::sqrt(static_cast<double>(pair.A.size(1)));
+      at::Tensor a = at::empty(pair.A.sizes(), at::kFloat);
+      a.uniform_(-bound, bound, gen);
+      pair.A.copy_(a);
+      pair.B.zero_();
+    }
+  }
+}
+
+std::vector<at::Tensor> LoraAdapter::parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& layer : layers_)
+    for (const auto& pair : layer)
+      if (pair.defined()) {
+        out.push_back(pair.A);
+        out.push_back(pair.B);
+      }
+  return out;
+}
+
+void LoraAdapter::set_requires_grad(bool on) {
+  for (auto& t : parameters()) t.requires_grad_(on);
+}
+
+int64_t LoraAdapter::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& t : parameters()) n += t.numel();
+  return n;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LoraAdapter::named_tensors(const std::string& prefix) const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (size_t l = 0; l < layers_.size(); ++l)
+    for (int p = 0; p < kNumProj; ++p) {
+      const auto& pair = layers_[l][p];
+      if (!pair.defined()) continue;
+      const std::string base = prefix + "base_model.model.model.layers." + std::to_string(l) + "." +
+                               proj_module_path(static_cast<Proj>(p));
+      out.emplace_back(base + ".lora_A.default.weight", pair.A);
+      out.emplace_back(base + ".lora_B.default.weight", pair.B);
+    }
+  return out;
+}
+
+int64_t lora_parameter_count(const ModelConfig& model, const LoraConfig& lora) {
+  int64_t per_layer = 0;
+  for (const auto& t : lora.target_modules) {
+    auto [out, in] = proj_shape(model, parse_proj(t));
+    per_layer += lora.r * (in + out);
+  }
+  return per_layer * model.num_hidden_layers;
+}
+
+}  // namespace icae

@@ -1,0 +1,67 @@
+#include "common.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/Context.h>
+
+#include <thread>
+
+#include "icae/util/error.h"
+
+namespace icae::cli {
+
+void add_run_options(CLI::App* cmd, RunOptions& o) {
+  cmd->add_option("--device", o.device, "Where to run: cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", o.dtype, "Weight and activation type: f32, bf16 or f16 (bf16 is fast on CPUs with AMX)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
+}
+
+ModelLoadOptions resolve(const RunOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  ModelLoadOptions m;
+  if (o.device == "cpu") {
+    m.device = at::kCPU;
+  } else if (o.device.rfind("cuda", 0) == 0) {
+    ICAE_CHECK(at::hasCUDA(), ErrorKind::Usage, "--device " + o.device + ": no CUDA device is available here");
+    try {
+      m.device = at::Device(o.device);
+    } catch (const std::exception&) {
+      fail(ErrorKind::Usage, "--device: cannot parse '" + o.device + "'");
+    }
+  } else {
+    fail(ErrorKind::Usage, "--device must be cpu, cuda or cuda:N, got '" + o.device + "'");
+  }
+  m.dtype = o.dtype == "bf16" ? at::kBFloat16 : o.dtype == "f16" ? at::kHalf : at::kFloat;
+  return m;
+}
+
+std::vector<int64_t> parse_id_list(const std::string& text) {
+  std::vector<int64_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) {
+      size_t used = 0;
+      long long v = 0;
+      try {
+        v = std::stoll(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      ICAE_CHECK(used == item.size() && v >= 0, ErrorKind::Usage, "not a token id: '" + item + "'");
+      ids.push_back(v);
+    }
+    start = end + 1;
+  }
+  ICAE_CHECK(!ids.empty(), ErrorKind::Usage, "no token ids given");
+  return ids;
+}
+
+}  // namespace icae::cli

@@ -1,0 +1,24 @@
+// Options shared by every command that runs a model: --device, --dtype, --threads.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "icae/model/transformer.h"
+
+namespace icae::cli {
+
+struct RunOptions {
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  std::string dtype = "f32";   // f32 | bf16 | f16
+  int threads = 0;             // 0: all cores
+};
+
+void add_run_options(CLI::App* cmd, RunOptions& options);
+// Applies --threads and turns --device/--dtype into load options; clear errors when CUDA is
+// asked for but absent.
+ModelLoadOptions resolve(const RunOptions& options);
+
+// "1,5,9" -> {1, 5, 9}; throws icae::Error(Usage) naming the bad element.
+std::vector<int64_t> parse_id_list(const std::string& text);
+
+}  // namespace icae::cli
