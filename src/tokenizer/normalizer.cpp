@@ -6,6 +6,11 @@
 #include "icae/tokenizer/unicode.h"
 #include "regex.h"
 
+#ifdef ICAE_HAVE_ICU
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+#endif
+
 namespace icae::tok {
 namespace {
 
@@ -104,10 +109,50 @@ class StripNormalizer final : public Normalizer {
   bool left_, right_;
 };
 
+#ifdef ICAE_HAVE_ICU
+// Unicode normalization forms through ICU. Text below U+0300 (ASCII, Latin-1, most Latin) is the
+// unchanged by NFC and NFKC, so those skip ICU for such text.
+class IcuNormalizer final : public Normalizer {
+ public:
+  IcuNormalizer(const std::string& form, const std::string& where) : composing_(form == "NFC" || form == "NFKC") {
+    UErrorCode err = U_ZERO_ERROR;
+    if (form == "NFC") n_ = icu::Normalizer2::getNFCInstance(err);
+    else if (form == "NFD") n_ = icu::Normalizer2::getNFDInstance(err);
+    else if (form == "NFKC") n_ = icu::Normalizer2::getNFKCInstance(err);
+    else n_ = icu::Normalizer2::getNFKDInstance(err);
+    if (U_FAILURE(err) || !n_)
+      fail(ErrorKind::Internal, "tokenizer.json: " + where + ": ICU cannot provide " + form + ": " + u_errorName(err));
+  }
+  void normalize(std::string& text) const override {
+    // Every character below U+0300 (lead bytes below 0xCC) is stable under NFC.
+    if (composing_) {
+      bool simple = true;
+      for (unsigned char c : text)
+        if (c >= 0xCC) {
+          simple = false;
+          break;
+        }
+      if (simple) return;
+    }
+    std::string out;
+    out.reserve(text.size());
+    icu::StringByteSink<std::string> sink(&out);
+    UErrorCode err = U_ZERO_ERROR;
+    n_->normalizeUTF8(0, icu::StringPiece(text.data(), static_cast<int32_t>(text.size())), sink, nullptr, err);
+    if (U_FAILURE(err)) fail(ErrorKind::BadInput, std::string("tokenizer: Unicode normalization failed: ") + u_errorName(err));
+    text.swap(out);
+  }
+
+ private:
+  const icu::Normalizer2* n_ = nullptr;
+  bool composing_;
+};
+#else
 class PassThroughNormalizer final : public Normalizer {
  public:
   void normalize(std::string&) const override {}
 };
+#endif
 
 }  // namespace
 
@@ -141,9 +186,25 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
   if (type == "Strip")
     return std::make_unique<StripNormalizer>(json_bool_or(j, "strip_left", true, where),
                                              json_bool_or(j, "strip_right", true, where));
+#ifdef ICAE_HAVE_ICU
+  if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") return std::make_unique<IcuNormalizer>(type, where);
+  const char* supported = "Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD";
+#else
   if (type == "NFC") return std::make_unique<PassThroughNormalizer>();
+  const char* supported = "Sequence, Prepend, Replace, Strip, NFC (this build has no ICU: NFC passes text through)";
+#endif
   fail(ErrorKind::Unsupported, "tokenizer.json: " + where + ": normalizer type '" + type +
-                                   "' is not supported (supported: Sequence, Prepend, Replace, Strip, NFC)");
+                                   "' is not supported (supported: " + supported + ")");
 }
 
+}  // namespace icae::tok
+
+namespace icae::tok {
+bool unicode_normalization_available() {
+#ifdef ICAE_HAVE_ICU
+  return true;
+#else
+  return false;
+#endif
+}
 }  // namespace icae::tok

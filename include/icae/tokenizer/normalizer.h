@@ -1,7 +1,8 @@
 // Normalizers of tokenizer.json ("normalizer"): rewrite the text before it is split.
-// Supported: Sequence, Prepend, Replace (String or Regex pattern), Strip, NFC.
-// NFC is a pass-through: correct for text that is already in NFC (almost all text, and all ASCII);
-// decomposed input (e.g. "e" + U+0301) is not composed, unlike Hugging Face tokenizers.
+// Supported: Sequence, Prepend, Replace (String or Regex pattern), Strip, and with ICU (found by
+// CMake, the normal case) NFC, NFD, NFKC, NFKD. A build without ICU accepts only NFC and passes the
+// text through unchanged: exact for text already in NFC (almost all text, all ASCII), but
+// decomposed input (e.g. "e" + U+0301) is then not composed as Hugging Face tokenizers would.
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -17,5 +18,8 @@ class Normalizer {
 
 // Builds the normalizer described by j (null -> nullptr). `where` names j's place in the file.
 std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::string& where = "normalizer");
+
+// True when this build normalizes with ICU (false: NFC is a pass-through).
+bool unicode_normalization_available();
 
 }  // namespace icae::tok
