@@ -53,7 +53,9 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
 // scale * B (A dropout(x)) for one LoRA pair.
 at::Tensor lora_delta(const at::Tensor& x, const LoraPair& pair, double scale, double dropout, bool training) {
   at::Tensor in = (training && dropout > 0) ? at::dropout(x, dropout, true) : x;
-  return at::linear(at::linear(in, pair.A), pair.B) * scale;
+  // Adapter tensors may be float32 masters while the model runs in bf16: cast per call.
+  const at::ScalarType t = x.scalar_type();
+  return at::linear(at::linear(in, pair.A.to(t)), pair.B.to(t)) * scale;
 }
 
 // Hugging Face's LlamaRMSNorm: normalise in float32, cast back, then scale by the weight.

@@ -1,0 +1,54 @@
+// Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p, seed), from
+// token ids or from a prefix of embeddings (ICAE: memory slots + AE/FT + prompt).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace icae {
+
+class Transformer;
+
+struct SamplingOptions {
+  double temperature = 0.0;  // 0: greedy (argmax)
+  int64_t top_k = 0;         // 0: no limit
+  double top_p = 1.0;        // nucleus mass; 1: no limit
+  uint64_t seed = 0;
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 128;
+  SamplingOptions sampling;
+  std::vector<int64_t> stop_ids;            // generation ends after emitting one of these
+  bool keep_logits = false;                 // return each step's logits [V] (float32, CPU)
+  std::function<bool(int64_t)> on_token;    // streaming callback; return false to stop early
+};
+
+struct GenerateResult {
+  std::vector<int64_t> ids;        // generated ids, the stop id included when one was hit
+  std::vector<at::Tensor> logits;  // per step when keep_logits
+  std::string stop_reason;         // "stop_id", "max_new_tokens", "callback"
+};
+
+// Picks the next token from logits [V]. Sampling runs on the CPU with its own seeded engine,
+// so a seed gives the same text on every device.
+class Sampler {
+ public:
+  explicit Sampler(const SamplingOptions& options);
+  int64_t pick(const at::Tensor& logits);
+
+ private:
+  SamplingOptions options_;
+  std::mt19937_64 rng_;
+};
+
+GenerateResult generate(const Transformer& model, const at::Tensor& prefix_embeds /* [T, H] */,
+                        const GenerateOptions& options);
+GenerateResult generate_from_ids(const Transformer& model, const std::vector<int64_t>& prompt_ids,
+                                 const GenerateOptions& options);
+
+}  // namespace icae

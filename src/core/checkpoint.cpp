@@ -1,0 +1,163 @@
+#include "icae/core/checkpoint.h"
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "icae/io/tensor_io.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+namespace {
+constexpr const char* kPrefix = "icae.";
+constexpr const char* kMemoryKey = "memory_token_embed.weight";
+constexpr int kFormatVersion = 1;
+}  // namespace
+
+void save_adapter(const std::string& path, const Icae& icae, const AdapterInfo& info) {
+  const ModelConfig& mc = icae.base().config();
+  const LoraConfig& lc = icae.config().lora;
+  const SpecialIds& ids = icae.ids();
+  nlohmann::json header = {
+      {"format", "icae-adapter"},
+      {"version", kFormatVersion},
+      {"base_model",
+       {{"name", info.base_model},
+        {"fingerprint", info.base_fingerprint.empty() ? icae.base().fingerprint() : info.base_fingerprint},
+        {"model_type", mc.model_type},
+        {"vocab_size", mc.vocab_size},
+        {"hidden_size", mc.hidden_size},
+        {"num_hidden_layers", mc.num_hidden_layers}}},
+      {"mem_size", icae.config().mem_size},
+      {"compression_rate", icae.config().compression_rate},
+      {"lora", {{"r", lc.r}, {"alpha", lc.alpha}, {"dropout", lc.dropout}, {"target_modules", lc.target_modules}}},
+      {"special_ids",
+       {{"pad", ids.pad}, {"mem_first", ids.mem_first}, {"mem_last", ids.mem_last}, {"ae", ids.ae},
+        {"lm", ids.lm}, {"ft", ids.ft}}},
+      {"chat_template", info.chat_template},
+      {"notes", info.notes},
+  };
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (auto& [name, t] : icae.lora().named_tensors(kPrefix)) tensors.emplace_back(name, t.detach().to(at::kFloat));
+  tensors.emplace_back(kMemoryKey, icae.memory_embed().detach().to(at::kFloat));
+  save_safetensors(path, tensors, {{"format", "pt"}, {"icae", header.dump()}});
+}
+
+LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transformer> base,
+                           const AdapterLoadOptions& options) {
+  ICAE_CHECK(base != nullptr, ErrorKind::Internal, "load_adapter needs a base model");
+  const ModelConfig& mc = base->config();
+  formats::SafetensorsFile file(path);
+  LoadedAdapter out;
+  IcaeConfig config;
+
+  // --- header (ours) or inference from the tensors (released layout)
+  auto meta = file.metadata().find("icae");
+  nlohmann::json header;
+  if (meta != file.metadata().end()) {
+    try {
+      header = nlohmann::json::parse(meta->second);
+      const auto& b = header.at("base_model");
+      auto check = [&](const char* key, int64_t have) {
+        const int64_t want = b.at(key).get<int64_t>();
+        ICAE_CHECK(want == have, ErrorKind::Mismatch,
+                   path + ": adapter was trained on a base model with " + key + " = " + std::to_string(want) +
+                       ", this base model has " + std::to_string(have));
+      };
+      check("hidden_size", mc.hidden_size);
+      check("num_hidden_layers", mc.num_hidden_layers);
+      check("vocab_size", mc.vocab_size);
+      out.info.base_model = b.value("name", "");
+      out.info.base_fingerprint = b.value("fingerprint", "");
+      out.info.chat_template = header.value("chat_template", "none");
+      out.info.notes = header.value("notes", "");
+      config.mem_size = header.at("mem_size").get<int64_t>();
+      config.compression_rate = header.at("compression_rate").get<double>();
+      const auto& l = header.at("lora");
+      config.lora.r = l.at("r").get<int64_t>();
+      config.lora.alpha = l.at("alpha").get<double>();
+      config.lora.dropout = l.value("dropout", 0.0);
+      config.lora.target_modules = l.at("target_modules").get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      fail(ErrorKind::BadInput, path + ": malformed icae header: " + e.what());
+    }
+    if (!out.info.base_fingerprint.empty() && !options.allow_fingerprint_mismatch) {
+      const std::string have = base->fingerprint();
+      ICAE_CHECK(have == out.info.base_fingerprint, ErrorKind::Mismatch,
+                 path + ": adapter was trained on base model '" + out.info.base_model + "' (fingerprint " +
+                     out.info.base_fingerprint + "), but the loaded base model has fingerprint " + have +
+                     ": its output would be garbage. Load the matching base model.");
+    }
+  } else {
+    out.released_layout = true;
+    config.lora.alpha = options.lora_alpha.value_or(32.0);
+    config.compression_rate = options.compression_rate.value_or(4.0);
+    config.lora.dropout = 0.0;
+  }
+  if (options.lora_alpha) config.lora.alpha = *options.lora_alpha;
+  if (options.compression_rate) config.compression_rate = *options.compression_rate;
+
+  // --- tensors
+  const std::regex lora_key(
+      R"(icae\.base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.lora_(A|B)\.default\.weight)");
+  std::map<std::pair<int64_t, int>, LoraPair> pairs;
+  std::set<std::string> targets;
+  at::Tensor memory;
+  TensorLoadOptions topts;
+  topts.float_dtype = at::kFloat;
+  topts.device = base->device();
+  for (const auto& view : file.tensors()) {
+    std::smatch m;
+    if (view.name == kMemoryKey) {
+      memory = to_tensor(view, topts);
+    } else if (std::regex_match(view.name, m, lora_key)) {
+      const int64_t layer = std::stoll(m[1]);
+      ICAE_CHECK(layer < mc.num_hidden_layers, ErrorKind::Mismatch,
+                 path + ": '" + view.name + "' names layer " + std::to_string(layer) + " but the base model has " +
+                     std::to_string(mc.num_hidden_layers) + " layers");
+      const Proj p = parse_proj(m[3]);
+      targets.insert(m[3]);
+      auto& pair = pairs[{layer, static_cast<int>(p)}];
+      (m[4] == "A" ? pair.A : pair.B) = to_tensor(view, topts);
+    } else {
+      out.ignored_keys.push_back(view.name);
+    }
+  }
+  ICAE_CHECK(memory.defined(), ErrorKind::BadInput, path + ": no tensor '" + std::string(kMemoryKey) + "'");
+  ICAE_CHECK(!pairs.empty(), ErrorKind::BadInput, path + ": no LoRA tensors (icae.base_model.model.model.layers.N...)");
+  if (out.released_layout) {
+    config.mem_size = memory.size(0) - 3;
+    config.lora.r = pairs.begin()->second.A.size(0);
+    config.lora.target_modules.assign(targets.begin(), targets.end());
+  }
+  ICAE_CHECK(std::set<std::string>(config.lora.target_modules.begin(), config.lora.target_modules.end()) == targets,
+             ErrorKind::BadInput, path + ": the header's LoRA target modules differ from the tensors in the file");
+
+  LoraAdapter lora(mc, config.lora, base->device(), at::kFloat);
+  for (int64_t l = 0; l < mc.num_hidden_layers; ++l)
+    for (const auto& t : config.lora.target_modules) {
+      const Proj p = parse_proj(t);
+      auto it = pairs.find({l, static_cast<int>(p)});
+      ICAE_CHECK(it != pairs.end() && it->second.A.defined() && it->second.B.defined(), ErrorKind::BadInput,
+                 path + ": missing lora_A or lora_B for layer " + std::to_string(l) + " " + t);
+      ICAE_CHECK(it->second.A.size(0) == config.lora.r && it->second.B.size(1) == config.lora.r, ErrorKind::BadInput,
+                 path + ": LoRA rank of layer " + std::to_string(l) + " " + t + " is not " + std::to_string(config.lora.r));
+      auto [o, in] = proj_shape(mc, p);
+      ICAE_CHECK(it->second.A.size(1) == in && it->second.B.size(0) == o, ErrorKind::Mismatch,
+                 path + ": LoRA for layer " + std::to_string(l) + " " + t + " expects a projection [" +
+                     std::to_string(it->second.B.size(0)) + ", " + std::to_string(it->second.A.size(1)) +
+                     "], the base model's is [" + std::to_string(o) + ", " + std::to_string(in) + "]");
+      lora.pair(l, p) = it->second;
+    }
+  ICAE_CHECK(memory.size(1) == mc.hidden_size, ErrorKind::Mismatch,
+             path + ": memory_token_embed has width " + std::to_string(memory.size(1)) + ", the base model's hidden size is " +
+                 std::to_string(mc.hidden_size));
+  out.icae = std::make_unique<Icae>(base, config, std::move(lora), memory);
+  return out;
+}
+
+}  // namespace icae

@@ -1,0 +1,63 @@
+// The encoder: multi-span compression of contexts into memory slots (adapter on).
+#include <ATen/ATen.h>
+
+#include "icae/core/icae.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+at::Tensor Icae::compress(const std::vector<int64_t>& context, bool training) const {
+  return compress_batch({context}, training).front();
+}
+
+std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64_t>>& contexts,
+                                             bool training) const {
+  const int64_t k = config_.mem_size;
+  // Every segment of every context becomes one row: [segment tokens, mem_1 .. mem_k, pad ...].
+  // Right padding needs no attention mask: with causal attention no real position sees a pad.
+  struct Row {
+    size_t context;
+    int64_t begin, length;
+  };
+  std::vector<Row> rows;
+  std::vector<int64_t> segments_per_context;
+  for (size_t c = 0; c < contexts.size(); ++c) {
+    for (int64_t id : contexts[c])
+      ICAE_CHECK(id >= 0 && id < ids_.vocab, ErrorKind::BadInput,
+                 "context token id " + std::to_string(id) + " is not in the base vocab [0, " +
+                     std::to_string(ids_.vocab) + ")");
+    const SegmentPlan plan = plan_segments(static_cast<int64_t>(contexts[c].size()), k, config_.compression_rate);
+    for (const auto& [b, e] : plan.ranges) rows.push_back({c, b, e - b});
+    segments_per_context.push_back(plan.num_segments);
+  }
+  int64_t width = 0;
+  for (const auto& r : rows) width = std::max(width, r.length + k);
+  std::vector<int64_t> flat(rows.size() * width, ids_.pad);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    int64_t* row = flat.data() + i * width;
+    std::copy(contexts[r.context].begin() + r.begin, contexts[r.context].begin() + r.begin + r.length, row);
+    for (int64_t j = 0; j < k; ++j) row[r.length + j] = ids_.mem_first + j;
+  }
+  at::Tensor ids = at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), width});
+  ForwardInput in;
+  in.inputs_embeds = embed_mixed(ids);
+  ForwardOptions opt;
+  opt.lora = &lora_;
+  opt.training = training;
+  opt.compute_logits = false;
+  at::Tensor hidden = base_->forward(in, opt).hidden;  // [rows, width, H]
+
+  // Gather each row's k memory positions, then concatenate the segments of each context.
+  std::vector<at::Tensor> out;
+  size_t row = 0;
+  for (size_t c = 0; c < contexts.size(); ++c) {
+    std::vector<at::Tensor> parts;
+    for (int64_t s = 0; s < segments_per_context[c]; ++s, ++row)
+      parts.push_back(hidden[static_cast<int64_t>(row)].narrow(0, rows[row].length, k));
+    out.push_back(parts.size() == 1 ? parts[0] : at::cat(parts, 0));
+  }
+  return out;
+}
+
+}  // namespace icae

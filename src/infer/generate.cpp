@@ -1,0 +1,98 @@
+#include "icae/infer/generate.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "icae/model/kv_cache.h"
+#include "icae/model/transformer.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(options.seed) {
+  ICAE_CHECK(options.temperature >= 0, ErrorKind::Usage, "temperature must be >= 0");
+  ICAE_CHECK(options.top_p > 0 && options.top_p <= 1, ErrorKind::Usage, "top_p must be in (0, 1]");
+  ICAE_CHECK(options.top_k >= 0, ErrorKind::Usage, "top_k must be >= 0");
+}
+
+int64_t Sampler::pick(const at::Tensor& logits_in) {
+  if (options_.temperature <= 0) return logits_in.argmax().item<int64_t>();
+  at::Tensor logits = logits_in.to(at::kCPU).to(at::kDouble) / options_.temperature;
+  const int64_t v = logits.size(0);
+  const int64_t k = options_.top_k > 0 ? std::min(options_.top_k, v) : v;
+  auto [values, indices] = logits.topk(k);  // sorted, descending
+  at::Tensor probs = at::softmax(values, 0).contiguous();
+  const double* p = probs.data_ptr<double>();
+  // Nucleus: the smallest prefix whose mass reaches top_p (at least one token).
+  int64_t keep = k;
+  if (options_.top_p < 1.0) {
+    double mass = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      mass += p[i];
+      if (mass >= options_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i) total += p[i];
+  double r = std::uniform_real_distribution<double>(0.0, total)(rng_);
+  for (int64_t i = 0; i < keep; ++i) {
+    r -= p[i];
+    if (r <= 0) return indices[i].item<int64_t>();
+  }
+  return indices[keep - 1].item<int64_t>();
+}
+
+GenerateResult generate(const Transformer& model, const at::Tensor& prefix_embeds, const GenerateOptions& options) {
+  ICAE_CHECK(prefix_embeds.dim() == 2 && prefix_embeds.size(0) > 0, ErrorKind::Usage,
+             "generate needs a non-empty prefix [T, H]");
+  ICAE_CHECK(options.max_new_tokens >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
+  GenerateResult result;
+  result.stop_reason = "max_new_tokens";
+  if (options.max_new_tokens == 0) return result;
+  at::NoGradGuard no_grad;
+  KVCacheOptions copts;
+  copts.batch = 1;
+  copts.max_length = prefix_embeds.size(0) + options.max_new_tokens;
+  copts.device = model.device();
+  copts.dtype = model.dtype();
+  KVCache cache(model.config(), copts);
+  Sampler sampler(options.sampling);
+  ForwardOptions fopt;
+  fopt.cache = &cache;
+  fopt.last_position_only = true;
+
+  ForwardInput in;
+  in.inputs_embeds = prefix_embeds.unsqueeze(0);
+  at::Tensor logits = model.forward(in, fopt).logits.view({-1});
+  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    if (options.keep_logits) result.logits.push_back(logits.to(at::kCPU).to(at::kFloat));
+    const int64_t id = sampler.pick(logits);
+    result.ids.push_back(id);
+    if (options.on_token && !options.on_token(id)) {
+      result.stop_reason = "callback";
+      break;
+    }
+    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
+      result.stop_reason = "stop_id";
+      break;
+    }
+    if (step + 1 == options.max_new_tokens) break;
+    ForwardInput next;
+    next.input_ids = at::full({1, 1}, id, at::kLong);
+    logits = model.forward(next, fopt).logits.view({-1});
+  }
+  return result;
+}
+
+GenerateResult generate_from_ids(const Transformer& model, const std::vector<int64_t>& prompt_ids,
+                                 const GenerateOptions& options) {
+  ICAE_CHECK(!prompt_ids.empty(), ErrorKind::Usage, "generate needs at least one prompt token");
+  at::NoGradGuard no_grad;
+  return generate(model, model.embed(at::tensor(prompt_ids, at::kLong)), options);
+}
+
+}  // namespace icae

@@ -1,0 +1,39 @@
+// icae check-golden DIR: recompute every tensor of a golden folder and compare.
+#include <cstdio>
+
+#include "command.h"
+#include "common.h"
+#include "icae/core/golden_check.h"
+#include "icae/util/error.h"
+
+namespace {
+
+struct Args {
+  std::string dir;
+  icae::cli::RunOptions run;
+};
+
+void setup(CLI::App& root) {
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = root.add_subcommand(
+      "check-golden",
+      "Recompute every tensor of a golden folder (base logits, memory slots, AE greedy decoding, AE/LM/FT\n"
+      "losses and gradients) from its meta.json, config.json, base weights and icae.safetensors, and print\n"
+      "the max relative error of each. Exit status 0 only when all are within tolerance\n"
+      "(f32: 1e-4 tensors, 1e-5 losses, identical ids; bf16/f16: 2e-2).");
+  cmd->add_option("dir", a->dir, "Golden folder, e.g. ../shared/testdata/golden/tiny-llama")->required();
+  icae::cli::add_run_options(cmd, a->run);
+  cmd->callback([a] {
+    const icae::ModelLoadOptions lo = icae::cli::resolve(a->run);
+    icae::GoldenReport r = icae::check_golden(a->dir, {lo.device, lo.dtype});
+    for (const auto& i : r.items)
+      std::printf("%-4s %-40s error %.3e  tolerance %.1e  %s\n", i.ok ? "ok" : "FAIL", i.name.c_str(), i.error,
+                  i.tolerance, i.detail.c_str());
+    if (!r.ok()) icae::fail(icae::ErrorKind::Mismatch, "golden check failed for " + a->dir);
+    std::printf("all %zu checks passed\n", r.items.size());
+  });
+}
+
+}  // namespace
+
+ICAE_COMMAND(setup);
