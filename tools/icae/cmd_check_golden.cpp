@@ -20,7 +20,7 @@ void setup(CLI::App& root) {
       "Recompute every tensor of a golden folder (base logits, memory slots, AE greedy decoding, AE/LM/FT\n"
       "losses and gradients) from its meta.json, config.json, base weights and icae.safetensors, and print\n"
       "the max relative error of each. Exit status 0 only when all are within tolerance\n"
-      "(f32: 1e-4 tensors, 1e-5 losses, identical ids; bf16/f16: 2e-2).");
+      "(f32: 1e-4 tensors, 1e-5 losses, identical ids; bf16/f16: 2e-2, decoding from slots 5e-2, gradients 1e-1).");
   cmd->add_option("dir", a->dir, "Golden folder, e.g. ../shared/testdata/golden/tiny-llama")->required();
   icae::cli::add_run_options(cmd, a->run);
   cmd->callback([a] {
