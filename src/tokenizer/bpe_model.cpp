@@ -170,7 +170,8 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
   size_t pos = word.find(kMetaspace);
   while (pos != std::string_view::npos) {
     // A chunk boundary sits before a "▁" that follows something else.
-    if (pos > start && word.compare(pos - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0) {
+    if (pos > start && (pos - start < kMetaspace.size() ||
+                        word.compare(pos - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0)) {
       encode_cached(word.substr(start, pos - start), out);
       start = pos;
     }

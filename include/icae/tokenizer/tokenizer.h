@@ -19,6 +19,7 @@
 
 #include "icae/tokenizer/added_tokens.h"
 #include "icae/tokenizer/post_processor.h"
+#include "icae/util/error.h"
 
 namespace icae::tok {
 

@@ -1,0 +1,131 @@
+// Malformed or unsupported tokenizer.json files give a clear error that names what is wrong.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "icae/tokenizer/tokenizer.h"
+
+namespace icae::tok {
+namespace {
+
+// A tiny valid byte-level BPE tokenizer.json, to break one field at a time.
+nlohmann::json tiny() {
+  return nlohmann::json::parse(R"({
+    "version": "1.0", "added_tokens": [{"id": 5, "content": "<eos>", "special": true}],
+    "normalizer": null,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+    "post_processor": null, "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 3, "Ġab": 4, "<eos>": 5},
+              "merges": ["a b", "Ġ ab"]}})");
+}
+
+void expect_error(const nlohmann::json& j, ErrorKind kind, const std::vector<std::string>& words) {
+  try {
+    Tokenizer t(j);
+    FAIL() << "expected an error mentioning " << words[0];
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    for (const auto& w : words) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
+  }
+}
+
+TEST(TokenizerErrors, TinyTokenizerWorks) {
+  const Tokenizer t(tiny());
+  EXPECT_EQ(t.encode("ab ab"), (std::vector<TokenId>{2, 4}));
+  EXPECT_EQ(t.decode({2, 4}), "ab ab");
+  EXPECT_EQ(t.eos_id(), -1);  // "<eos>" is not one of the known names
+}
+
+TEST(TokenizerErrors, ModelProblems) {
+  auto j = tiny();
+  j["model"]["type"] = "Unigram";
+  expect_error(j, ErrorKind::Unsupported, {"model.type", "Unigram"});
+  j = tiny();
+  j["model"].erase("merges");
+  expect_error(j, ErrorKind::BadInput, {"model", "merges"});
+  j = tiny();
+  j["model"]["merges"] = {"a c"};
+  expect_error(j, ErrorKind::BadInput, {"model.merges[0]", "\"c\"", "not in the vocabulary"});
+  j = tiny();
+  j["model"]["merges"] = {"b a"};
+  expect_error(j, ErrorKind::BadInput, {"model.merges[0]", "\"ba\""});
+  j = tiny();
+  j["model"]["merges"] = {"ab"};
+  expect_error(j, ErrorKind::BadInput, {"model.merges[0]", "two tokens"});
+  j = tiny();
+  j["model"]["vocab"] = nlohmann::json::array();
+  expect_error(j, ErrorKind::BadInput, {"vocab"});
+  j = tiny();
+  j["model"]["vocab"]["x"] = "seven";
+  expect_error(j, ErrorKind::BadInput, {"model.vocab[\"x\"]", "integer"});
+  j = tiny();
+  j["model"]["unk_token"] = "<unk>";
+  expect_error(j, ErrorKind::BadInput, {"unk_token", "<unk>"});
+  j = tiny();
+  j.erase("model");
+  expect_error(j, ErrorKind::BadInput, {"model"});
+  expect_error(nlohmann::json::array(), ErrorKind::BadInput, {"top level"});
+}
+
+TEST(TokenizerErrors, ComponentProblems) {
+  auto j = tiny();
+  j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
+  expect_error(j, ErrorKind::Unsupported, {"pre_tokenizer", "BertPreTokenizer"});
+  j = tiny();
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+  expect_error(j, ErrorKind::BadInput, {"pre_tokenizer.pattern", "(unclosed"});
+  j = tiny();
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Sideways"}};
+  expect_error(j, ErrorKind::BadInput, {"behavior", "Sideways"});
+  j = tiny();
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Lowercase"}}}}};
+  expect_error(j, ErrorKind::Unsupported, {"normalizer.normalizers[0]", "Lowercase"});
+  j = tiny();
+  j["decoder"] = {{"type", "WordPiece"}};
+  expect_error(j, ErrorKind::Unsupported, {"decoder", "WordPiece"});
+  j = tiny();
+  j["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<bos>"}}}}, {{"Sequence", {{"id", "A"}}}}}},
+                         {"special_tokens", nlohmann::json::object()}};
+  expect_error(j, ErrorKind::BadInput, {"post_processor", "<bos>"});
+  j = tiny();
+  j["added_tokens"][0].erase("id");
+  expect_error(j, ErrorKind::BadInput, {"added_tokens[0]", "id"});
+}
+
+TEST(TokenizerErrors, FilesNameThePath) {
+  const std::string path = ::testing::TempDir() + "icae_bad_tokenizer.json";
+  {
+    std::ofstream out(path);
+    out << "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, ";  // truncated
+  }
+  try {
+    Tokenizer::from_file(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos) << e.what();
+  }
+  {
+    std::ofstream out(path);
+    out << "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}";
+  }
+  try {
+    Tokenizer::from_file(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(std::string(e.what()).find(path + ": tokenizer.json: model.type"), std::string::npos) << e.what();
+  }
+  std::remove(path.c_str());
+  try {
+    Tokenizer::from_file(path + ".missing");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Io);
+  }
+}
+
+}  // namespace
+}  // namespace icae::tok
