@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "icae/io/gguf_model.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
@@ -29,7 +30,17 @@ Transformer Transformer::load(const std::string& path, const ModelLoadOptions& o
       throw Error(e.kind(), path + ": " + e.what());
     }
   }
-  fail(ErrorKind::Unsupported, path + ": not a model folder (config.json + model.safetensors)");
+  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) {
+    // Dequantised on the CPU to float32 (or bf16 directly), then moved and cast by the model.
+    const at::ScalarType load_type = options.dtype == at::kBFloat16 ? at::kBFloat16 : at::kFloat;
+    LoadedWeights w = load_gguf_model(path, load_type);
+    try {
+      return Transformer(std::move(w.config), std::move(w.tensors), options);
+    } catch (const Error& e) {
+      throw Error(e.kind(), path + ": " + e.what());
+    }
+  }
+  fail(ErrorKind::Unsupported, path + ": not a model folder (config.json + model.safetensors) or a .gguf file");
 }
 
 }  // namespace icae
