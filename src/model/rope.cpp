@@ -34,15 +34,14 @@ std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& inv_freq, const at::
                                           at::ScalarType dtype) {
   // [B, T, 1] * [D/2] -> [B, T, D/2], in float32 as HF does (autocast disabled there).
   at::Tensor freqs = position_ids.to(at::kFloat).unsqueeze(-1) * inv_freq;
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  return {emb.cos().to(dtype).unsqueeze(1), emb.sin().to(dtype).unsqueeze(1)};
+  at::Tensor c = freqs.cos(), s = freqs.sin();
+  return {at::cat({c, c}, -1).to(dtype).unsqueeze(1), at::cat({-s, s}, -1).to(dtype).unsqueeze(1)};
 }
 
-at::Tensor apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& signed_sin) {
   const int64_t half = x.size(-1) / 2;
-  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  at::Tensor rotated = at::cat({-x2, x1}, -1);
-  return x * cos + rotated * sin;
+  at::Tensor swapped = at::cat({x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return at::addcmul(x * cos, swapped, signed_sin);
 }
 
 }  // namespace icae::rope

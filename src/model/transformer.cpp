@@ -59,10 +59,11 @@ at::Tensor lora_delta(const at::Tensor& x, const LoraPair& pair, double scale, d
 }
 
 // Hugging Face's LlamaRMSNorm: normalise in float32, cast back, then scale by the weight.
+// (ATen's fused rms_norm does the normalisation in one kernel; in float32 the weight can go in
+// too, in bf16 the cast must come before the scaling, as in Hugging Face.)
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
-  return weight * normed.to(x.scalar_type());
+  if (x.scalar_type() == at::kFloat) return at::rms_norm(x, {x.size(-1)}, weight, eps);
+  return at::rms_norm(x.to(at::kFloat), {x.size(-1)}, std::nullopt, eps).to(x.scalar_type()) * weight;
 }
 
 struct AttentionMask {
@@ -251,15 +252,20 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
     // --- attention block
     at::Tensor h = rms_norm(x, w.input_norm, config_.rms_norm_eps);
     at::Tensor qkv = project(h, w.qkv, w.qkv_bias);                       // [B, T, (Hq + 2 Hkv) D]
-    at::Tensor q = qkv.narrow(-1, 0, hq * d);
-    at::Tensor k = qkv.narrow(-1, hq * d, hkv * d);
-    at::Tensor v = qkv.narrow(-1, (hq + hkv) * d, hkv * d);
-    add_lora(q, h, l, Proj::Q);
-    add_lora(k, h, l, Proj::K);
-    add_lora(v, h, l, Proj::V);
-    q = rope::apply(q.view({b, t, hq, d}).transpose(1, 2), cos, sin);  // [B, Hq, T, D]
-    k = rope::apply(k.view({b, t, hkv, d}).transpose(1, 2), cos, sin); // [B, Hkv, T, D]
-    v = v.view({b, t, hkv, d}).transpose(1, 2);
+    if (lora && (lora->targets(Proj::Q) || lora->targets(Proj::K) || lora->targets(Proj::V))) {
+      at::Tensor q = qkv.narrow(-1, 0, hq * d), k = qkv.narrow(-1, hq * d, hkv * d),
+                 v = qkv.narrow(-1, (hq + hkv) * d, hkv * d);
+      add_lora(q, h, l, Proj::Q);
+      add_lora(k, h, l, Proj::K);
+      add_lora(v, h, l, Proj::V);
+      qkv = at::cat({q, k, v}, -1);
+    }
+    // Rotary embedding of queries and keys together: one set of kernels instead of two.
+    at::Tensor qk = rope::apply(qkv.narrow(-1, 0, (hq + hkv) * d).view({b, t, hq + hkv, d}).transpose(1, 2),
+                                cos, sin);                             // [B, Hq + Hkv, T, D]
+    at::Tensor q = qk.narrow(1, 0, hq);                                // [B, Hq, T, D]
+    at::Tensor k = qk.narrow(1, hq, hkv);                              // [B, Hkv, T, D]
+    at::Tensor v = qkv.narrow(-1, (hq + hkv) * d, hkv * d).view({b, t, hkv, d}).transpose(1, 2);
     if (opt.cache) std::tie(k, v) = opt.cache->append(l, k, v);        // [B, Hkv, past + T, D]
     at::Tensor attn = at::scaled_dot_product_attention(q, k, v, mask.mask, 0.0, mask.is_causal,
                                                        std::nullopt, /*enable_gqa=*/hkv != hq);
