@@ -1,0 +1,24 @@
+// Device helpers for timing and memory measurement, one API for CPU and CUDA: benchmarks need
+// to wait for queued GPU work before reading a clock, and to report peak memory on either device.
+#pragma once
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
+namespace icae {
+
+// True when this build links libtorch's CUDA runtime (not whether a GPU is present).
+bool built_with_cuda();
+// Number of usable CUDA devices (0 on a CPU-only machine or build).
+int cuda_device_count();
+// Waits until all work queued on the device is done (no-op on the CPU).
+void synchronize(at::Device device);
+// Peak memory since the last reset: the CUDA caching allocator's peak of allocated bytes on a GPU;
+// the process's peak resident set (VmHWM) on the CPU, which cannot be reset.
+int64_t peak_memory_bytes(at::Device device);
+void reset_peak_memory(at::Device device);
+// "NVIDIA H200" / the CPU model name, for benchmark reports.
+std::string device_name(at::Device device);
+
+}  // namespace icae
