@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
 namespace icae {
@@ -78,6 +79,32 @@ void LoraAdapter::init_for_training(uint64_t seed) {
       pair.A.copy_(a);
       pair.B.zero_();
     }
+  }
+}
+
+void LoraAdapter::merge(const Transformer& base) {
+  ICAE_CHECK(num_layers() == base.config().num_hidden_layers, ErrorKind::Mismatch,
+             "cannot merge a LoRA adapter of " + std::to_string(num_layers()) + " layers into a model of " +
+                 std::to_string(base.config().num_hidden_layers));
+  at::NoGradGuard no_grad;
+  merged_.clear();
+  const double s = scale();
+  for (int64_t l = 0; l < num_layers(); ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    // W + s * B A in float32, then back to the model's dtype.
+    auto folded = [&](Proj p) {
+      at::Tensor w = base.weight(prefix + proj_module_path(p) + ".weight");
+      if (!targets(p)) return w;
+      const LoraPair& pair = layers_[l][static_cast<int>(p)];
+      return (w.to(at::kFloat) + s * at::matmul(pair.B.to(at::kFloat), pair.A.to(at::kFloat))).to(w.scalar_type());
+    };
+    MergedLayer m;
+    if (targets(Proj::Q) || targets(Proj::K) || targets(Proj::V))
+      m.qkv = at::cat({folded(Proj::Q), folded(Proj::K), folded(Proj::V)}, 0);
+    if (targets(Proj::O)) m.o = folded(Proj::O);
+    if (targets(Proj::Gate) || targets(Proj::Up)) m.gate_up = at::cat({folded(Proj::Gate), folded(Proj::Up)}, 0);
+    if (targets(Proj::Down)) m.down = folded(Proj::Down);
+    merged_.push_back(std::move(m));
   }
 }
 

@@ -241,18 +241,26 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
                                    .expand({b, t});
   auto [cos, sin] = rope::cos_sin(inv_freq_, positions, options_.dtype);
   const AttentionMask mask = build_mask(input.attention_mask, past, t, options_.device);
+  ICAE_CHECK(!(lora && lora->merged() && opt.training), ErrorKind::Usage,
+             "a merged LoRA adapter cannot be trained: unmerge() it first");
+  // A merged adapter lives in its own copies of the touched weights: no per-call deltas.
+  const bool merged = lora && lora->merged();
   const double scale = lora ? lora->scale() : 0.0;
   const double dropout = lora ? lora->config().dropout : 0.0;
   auto add_lora = [&](at::Tensor& out, const at::Tensor& in, int64_t layer, Proj p) {
-    if (lora && lora->targets(p)) out = out + lora_delta(in, lora->pair(layer, p), scale, dropout, opt.training);
+    if (lora && !merged && lora->targets(p)) out = out + lora_delta(in, lora->pair(layer, p), scale, dropout, opt.training);
   };
 
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& w = layers_[l];
+    const MergedLayer* m = merged ? &lora->merged_layer(l) : nullptr;
+    auto pick = [&](const at::Tensor& base, at::Tensor MergedLayer::*field) -> const at::Tensor& {
+      return (m && (m->*field).defined()) ? m->*field : base;
+    };
     // --- attention block
     at::Tensor h = rms_norm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor qkv = project(h, w.qkv, w.qkv_bias);                       // [B, T, (Hq + 2 Hkv) D]
-    if (lora && (lora->targets(Proj::Q) || lora->targets(Proj::K) || lora->targets(Proj::V))) {
+    at::Tensor qkv = project(h, pick(w.qkv, &MergedLayer::qkv), w.qkv_bias);                       // [B, T, (Hq + 2 Hkv) D]
+    if (lora && !merged && (lora->targets(Proj::Q) || lora->targets(Proj::K) || lora->targets(Proj::V))) {
       at::Tensor q = qkv.narrow(-1, 0, hq * d), k = qkv.narrow(-1, hq * d, hkv * d),
                  v = qkv.narrow(-1, (hq + hkv) * d, hkv * d);
       add_lora(q, h, l, Proj::Q);
@@ -270,18 +278,18 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
     at::Tensor attn = at::scaled_dot_product_attention(q, k, v, mask.mask, 0.0, mask.is_causal,
                                                        std::nullopt, /*enable_gqa=*/hkv != hq);
     attn = attn.transpose(1, 2).reshape({b, t, hq * d});
-    at::Tensor o = project(attn, w.o);
+    at::Tensor o = project(attn, pick(w.o, &MergedLayer::o));
     add_lora(o, attn, l, Proj::O);
     x = x + o;
     // --- MLP block (SwiGLU)
     h = rms_norm(x, w.post_norm, config_.rms_norm_eps);
-    at::Tensor gu = project(h, w.gate_up);                                // [B, T, 2 I]
+    at::Tensor gu = project(h, pick(w.gate_up, &MergedLayer::gate_up));                                // [B, T, 2 I]
     const int64_t inter = config_.intermediate_size;
     at::Tensor gate = gu.narrow(-1, 0, inter), up = gu.narrow(-1, inter, inter);
     add_lora(gate, h, l, Proj::Gate);
     add_lora(up, h, l, Proj::Up);
     at::Tensor act = at::silu(gate) * up;
-    at::Tensor down = project(act, w.down);
+    at::Tensor down = project(act, pick(w.down, &MergedLayer::down));
     add_lora(down, act, l, Proj::Down);
     x = x + down;
   }

@@ -209,3 +209,49 @@ TEST(IcaeParameters, Llama2_7B_WithRank128OnQV_IsAboutOnePercent) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(IcaeLora, MergedAdapterGivesTheSameSlots) {
+  Fixture f = load("tiny-mistral");
+  at::NoGradGuard no_grad;
+  const auto context = to_ids(f.golden.at("context_ids"));
+  at::Tensor plain = f.icae->compress(context);
+  f.icae->lora().merge(*f.base);
+  EXPECT_TRUE(f.icae->lora().merged());
+  EXPECT_LE(max_relative_error(f.icae->compress(context), plain), 1e-5);
+  EXPECT_LE(max_relative_error(f.icae->compress(context), f.golden.at("memory_slots")), 1e-4);
+  EXPECT_THROW(f.icae->compress(context, /*training=*/true), Error);
+  f.icae->lora().unmerge();
+  EXPECT_TRUE(at::equal(f.icae->compress(context), plain));
+}
+
+TEST(IcaeLora, AllTargetModulesTrainAndLeaveTheDecoderAlone) {
+  auto base = std::make_shared<Transformer>(Transformer::load(test::golden_dir("tiny-llama") + "/base", {}));
+  IcaeConfig c;
+  c.mem_size = 8;
+  c.lora.r = 4;
+  c.lora.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  Icae icae(base, c, /*seed=*/7);
+  // B starts at zero: a fresh adapter changes nothing yet.
+  at::Tensor ids = at::arange(1, 30, at::kLong).unsqueeze(0);
+  ForwardOptions on;
+  on.lora = &icae.lora();
+  {
+    at::NoGradGuard no_grad;
+    // Equal up to float rounding (the fused q/k/v output is re-laid out when an adapter is on).
+    EXPECT_LE(max_relative_error(base->forward({ids}, on).logits, base->forward({ids}).logits), 1e-6);
+  }
+  for (auto& p : icae.lora().parameters()) {
+    at::NoGradGuard no_grad;
+    if (p.size(0) != 4) p.normal_(0, 0.05);  // give every B some weight
+  }
+  at::NoGradGuard no_grad;
+  at::Tensor with = base->forward({ids}, on).logits, without = base->forward({ids}).logits;
+  EXPECT_GT((with - without).abs().max().item<double>(), 1e-3);
+  icae.lora().merge(*base);
+  EXPECT_LE(max_relative_error(base->forward({ids}, on).logits, with), 1e-5);
+  EXPECT_EQ(icae.lora().parameter_count(), lora_parameter_count(base->config(), c.lora));
+}
+
+}  // namespace

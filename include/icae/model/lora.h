@@ -40,6 +40,14 @@ struct LoraPair {
   bool defined() const { return A.defined(); }
 };
 
+class Transformer;
+
+// Base weights with the adapter folded in, for the fused projections it touches (undefined where
+// it touches none): inference without the extra LoRA matmuls, at the memory of those copies.
+struct MergedLayer {
+  at::Tensor qkv, o, gate_up, down;
+};
+
 class LoraAdapter {
  public:
   LoraAdapter() = default;
@@ -57,6 +65,14 @@ class LoraAdapter {
   const LoraPair& pair(int64_t layer, Proj p) const { return layers_.at(layer)[static_cast<int>(p)]; }
   LoraPair& pair(int64_t layer, Proj p) { return layers_.at(layer)[static_cast<int>(p)]; }
 
+  // Optional merge for inference: precomputes W + scale * B A for the targeted projections of
+  // `base` (the base weights themselves are never modified). A merged adapter refuses training
+  // (its copies would go stale); unmerge() drops them.
+  void merge(const Transformer& base);
+  void unmerge() { merged_.clear(); }
+  bool merged() const { return !merged_.empty(); }
+  const MergedLayer& merged_layer(int64_t layer) const { return merged_.at(layer); }
+
   // Every A and B, for an optimizer.
   std::vector<at::Tensor> parameters() const;
   void set_requires_grad(bool on);
@@ -68,6 +84,7 @@ class LoraAdapter {
   LoraConfig config_;
   std::array<bool, kNumProj> targeted_{};
   std::vector<std::array<LoraPair, kNumProj>> layers_;
+  std::vector<MergedLayer> merged_;
 };
 
 // Trainable parameters of an ICAE (LoRA + memory embeddings) computed from a config alone.
