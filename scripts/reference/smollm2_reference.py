@@ -7,7 +7,8 @@ generation. Writes into --out:
 
   prompts.json        [{"name", "text", "ids"}] the prompts, tokenized by the reference tokenizer
   logits.safetensors  ids_<i> int64 [T], logits_<i> float32 [T, V] for prompt i
-  generations.jsonl   {"name", "prompt_ids", "new_ids"}: 32 greedy tokens per prompt (EOS does not stop it)
+  generations.jsonl   {"name", "prompt_ids", "new_ids", "text", "text_until_eos"}: 32 greedy tokens per
+                      prompt (EOS does not stop it); the text of those before the first EOS
   tokens.jsonl        per line of --lines: {"ids": [...], "ids_converter": [...]}
   meta.json           versions and settings
 
@@ -103,8 +104,10 @@ def main():
                 past = out.past_key_values
                 nxt = int(out.logits[0, -1].argmax())
                 new.append(nxt)
-            gens.append({"name": r["name"], "prompt_ids": r["ids"], "new_ids": new,
-                         "text": tok.decode(new)})
+            eos = model.config.eos_token_id
+            until_eos = new[:new.index(eos)] if eos in new else new
+            gens.append({"name": r["name"], "prompt_ids": r["ids"], "new_ids": new, "text": tok.decode(new),
+                         "text_until_eos": tok.decode(until_eos, skip_special_tokens=True)})
     save_file(tensors, os.path.join(a.out, "logits.safetensors"))
     with open(os.path.join(a.out, "generations.jsonl"), "w", encoding="utf-8") as f:
         for g in gens:
