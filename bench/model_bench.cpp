@@ -1,0 +1,607 @@
+// Throughput of the paths that matter for ICAE, on a real checkpoint or a randomly initialised
+// model of a known shape:
+//   (1) prefill of a prompt at batch 1 (KV cache, logits of the last position only),
+//   (2) decoding one token per step with the KV cache at depth 0 and at --depth,
+//   (3) ICAE compression of a context into memory slots (encoder with LoRA, no grad),
+//   (4) one ICAE autoencoding training step (compress + decoder loss + backward + AdamW).
+// Each number is the median of --repeat runs after --warmup runs; on CUDA the device is
+// synchronised before every clock read. A big shape can be shrunk with --layers N (N >= 2): the
+// same benchmarks then also run on a 1-layer copy (same embeddings), which splits every time into
+// a fixed part and a per-layer part, and the full-depth time is extrapolated from the two.
+// Run `model_bench --help` for the options; docs/benchmarks.md has the standard runs.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/DeviceAccelerator.h>
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/optim/adamw.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "icae/core/icae.h"
+#include "icae/core/objectives.h"
+#include "icae/model/kv_cache.h"
+#include "icae/model/transformer.h"
+#include "icae/util/error.h"
+
+using namespace icae;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---------------------------------------------------------------- options and shapes
+
+struct Options {
+  std::string model_path;
+  std::string shape;
+  int64_t layers = 0;  // 0: the shape's own depth
+  std::string device = "cpu";
+  std::string dtype = "f32";
+  int threads = 0;  // 0: libtorch's default
+  int repeat = 3;
+  int warmup = 1;
+  int64_t prompt_len = 512;
+  int64_t gen = 128;
+  int64_t depth = 512;
+  int64_t context_len = 512;
+  int64_t mem_size = 128;
+  double rate = 4.0;
+  int64_t lora_r = 128;
+  std::string only = "prefill,decode,compress,train";
+  std::string json_path;
+  uint64_t seed = 1234;
+};
+
+const std::vector<std::string>& shape_names() {
+  static const std::vector<std::string> names = {"llama2-7b", "mistral-7b", "smollm2-135m", "tinyllama-1.1b"};
+  return names;
+}
+
+ModelConfig shape_config(const std::string& name) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-5;
+  c.bos_token_id = 1;
+  c.eos_token_id = 2;
+  auto set = [&](int64_t v, int64_t h, int64_t i, int64_t l, int64_t heads, int64_t kv) {
+    c.vocab_size = v;
+    c.hidden_size = h;
+    c.intermediate_size = i;
+    c.num_hidden_layers = l;
+    c.num_attention_heads = heads;
+    c.num_key_value_heads = kv;
+    c.head_dim = h / heads;
+  };
+  if (name == "llama2-7b") {
+    set(32000, 4096, 11008, 32, 32, 32);
+  } else if (name == "mistral-7b") {
+    set(32000, 4096, 14336, 32, 32, 8);
+    c.model_type = "mistral";
+    c.rope.theta = 1e6;
+    c.max_position_embeddings = 32768;
+  } else if (name == "smollm2-135m") {
+    set(49152, 576, 1536, 30, 9, 3);
+    c.tie_word_embeddings = true;
+    c.rope.theta = 100000;
+    c.max_position_embeddings = 8192;
+    c.bos_token_id = 1;
+    c.eos_token_id = 2;
+  } else if (name == "tinyllama-1.1b") {
+    set(32000, 2048, 5632, 22, 32, 4);
+  } else {
+    std::string known;
+    for (const auto& n : shape_names()) known += (known.empty() ? "" : ", ") + n;
+    fail(ErrorKind::Usage, "unknown --shape '" + name + "' (known: " + known + ")");
+  }
+  c.validate();
+  return c;
+}
+
+at::ScalarType parse_dtype(const std::string& s) {
+  if (s == "f32") return at::kFloat;
+  if (s == "bf16") return at::kBFloat16;
+  if (s == "f16") return at::kHalf;
+  fail(ErrorKind::Usage, "unknown --dtype '" + s + "' (f32, bf16 or f16)");
+}
+
+at::Device parse_device(const std::string& s) {
+  if (s == "cpu") return at::kCPU;
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    ICAE_CHECK(at::hasCUDA(), ErrorKind::Unsupported,
+               "--device " + s + ": this libtorch sees no CUDA device on this machine");
+    return at::Device(s);
+  }
+  fail(ErrorKind::Usage, "unknown --device '" + s + "' (cpu or cuda)");
+}
+
+// Random weights under the Hugging Face names: normal(0, 0.02) matrices, norms 1, biases 0.
+// Drawn directly in the target dtype on the target device, so a big shape never needs a float32
+// copy on the host.
+TensorMap random_weights(const ModelConfig& c, at::Device device, at::ScalarType dtype, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  auto opts = at::TensorOptions().device(device).dtype(dtype);
+  std::optional<at::Generator> gen;
+  if (device.is_cpu()) gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto normal = [&](std::vector<int64_t> shape) { return at::empty(shape, opts).normal_(0.0, 0.02, gen); };
+  TensorMap w;
+  const int64_t h = c.hidden_size, i = c.intermediate_size, d = c.head_dim;
+  const int64_t q = c.num_attention_heads * d, kv = c.num_key_value_heads * d;
+  w["model.embed_tokens.weight"] = normal({c.vocab_size, h});
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w[p + "input_layernorm.weight"] = at::ones({h}, opts);
+    w[p + "post_attention_layernorm.weight"] = at::ones({h}, opts);
+    w[p + "self_attn.q_proj.weight"] = normal({q, h});
+    w[p + "self_attn.k_proj.weight"] = normal({kv, h});
+    w[p + "self_attn.v_proj.weight"] = normal({kv, h});
+    w[p + "self_attn.o_proj.weight"] = normal({h, q});
+    if (c.attention_bias)
+      for (const char* n : {"q_proj", "k_proj", "v_proj"})
+        w[p + "self_attn." + n + ".bias"] = at::zeros({std::string(n) == "q_proj" ? q : kv}, opts);
+    w[p + "mlp.gate_proj.weight"] = normal({i, h});
+    w[p + "mlp.up_proj.weight"] = normal({i, h});
+    w[p + "mlp.down_proj.weight"] = normal({h, i});
+  }
+  w["model.norm.weight"] = at::ones({h}, opts);
+  if (!c.tie_word_embeddings) w["lm_head.weight"] = normal({c.vocab_size, h});
+  return w;
+}
+
+// The first `layers` layers of a weight map (tensors shared, not copied).
+TensorMap first_layers(const TensorMap& all, int64_t layers) {
+  TensorMap out;
+  const std::string prefix = "model.layers.";
+  for (const auto& [name, t] : all) {
+    if (name.compare(0, prefix.size(), prefix) == 0) {
+      const int64_t l = std::stoll(name.substr(prefix.size()));
+      if (l >= layers) continue;
+    }
+    out[name] = t;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- timing
+
+void sync(at::Device device) {
+  if (device.is_cuda()) at::accelerator::synchronizeDevice(device.has_index() ? device.index() : 0);
+}
+
+void reset_peak(at::Device device) {
+  if (device.is_cuda()) at::accelerator::resetPeakStats(device.has_index() ? device.index() : 0);
+}
+
+// Peak bytes allocated on the device since reset_peak (CUDA only; -1 elsewhere).
+int64_t peak_bytes(at::Device device) {
+  if (!device.is_cuda()) return -1;
+  auto stats = at::accelerator::getDeviceStats(device.has_index() ? device.index() : 0);
+  return stats.allocated_bytes[0].peak;  // index 0: StatType::AGGREGATE
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Result {
+  std::string key;     // prefill, decode_d0, decode_d512, compress, train
+  std::string label;   // what was measured, for the table
+  std::string unit;    // "ms" (per run) or "ms/token"
+  double tokens = 0;   // tokens per timed unit, for tok/s
+  std::vector<double> samples_ms;
+  int64_t peak_bytes = -1;
+  double ms() const { return median(samples_ms); }
+  double min_ms() const { return *std::min_element(samples_ms.begin(), samples_ms.end()); }
+  double tok_per_s() const { return tokens > 0 ? tokens * 1000.0 / ms() : 0.0; }
+};
+
+// Runs `body` warmup + repeat times; body returns its own elapsed milliseconds (so it may
+// exclude set-up such as resetting a cache) and must synchronise before reading clocks.
+Result measure(const Options& o, at::Device device, Result r, const std::function<double()>& body) {
+  for (int i = 0; i < o.warmup; ++i) body();
+  reset_peak(device);
+  for (int i = 0; i < o.repeat; ++i) r.samples_ms.push_back(body());
+  r.peak_bytes = peak_bytes(device);
+  return r;
+}
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+std::vector<int64_t> random_ids(int64_t n, int64_t vocab, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int64_t> dist(0, vocab - 1);
+  std::vector<int64_t> ids(n);
+  for (auto& id : ids) id = dist(rng);
+  return ids;
+}
+
+bool wanted(const Options& o, const std::string& what) {
+  std::stringstream ss(o.only);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (item == what) return true;
+  return false;
+}
+
+// ---------------------------------------------------------------- the benchmarks
+
+std::vector<Result> run_all(std::shared_ptr<const Transformer> model, const Options& o, const std::string& tag) {
+  const at::Device device = model->device();
+  const ModelConfig& cfg = model->config();
+  std::mt19937_64 rng(o.seed);
+  std::vector<Result> out;
+  auto log = [&](const Result& r) {
+    std::fprintf(stderr, "  [%s] %-34s %10.2f %s (median of %zu)\n", tag.c_str(), r.label.c_str(), r.ms(),
+                 r.unit.c_str(), r.samples_ms.size());
+  };
+
+  if (wanted(o, "prefill")) {
+    at::NoGradGuard no_grad;
+    KVCacheOptions co;
+    co.max_length = o.prompt_len;
+    co.device = device;
+    co.dtype = model->dtype();
+    KVCache cache(cfg, co);
+    ForwardInput in;
+    in.input_ids = at::tensor(random_ids(o.prompt_len, cfg.vocab_size, rng), at::kLong).view({1, o.prompt_len});
+    ForwardOptions fo;
+    fo.cache = &cache;
+    fo.last_position_only = true;
+    Result r{"prefill", "prefill " + std::to_string(o.prompt_len) + " tokens, batch 1", "ms",
+             static_cast<double>(o.prompt_len)};
+    r = measure(o, device, r, [&] {
+      cache.reset();
+      sync(device);
+      auto t0 = Clock::now();
+      at::Tensor logits = model->forward(in, fo).logits;
+      sync(device);
+      return ms_since(t0);
+    });
+    log(r);
+    out.push_back(r);
+  }
+
+  if (wanted(o, "decode")) {
+    at::NoGradGuard no_grad;
+    std::vector<int64_t> depths = {0};
+    if (o.depth > 0) depths.push_back(o.depth);
+    for (int64_t depth : depths) {
+      KVCacheOptions co;
+      co.max_length = depth + o.gen + 1;
+      co.device = device;
+      co.dtype = model->dtype();
+      KVCache cache(cfg, co);
+      ForwardOptions fo;
+      fo.cache = &cache;
+      fo.last_position_only = true;
+      if (depth > 0) {  // fill the cache once; every run truncates back to it
+        ForwardInput pre;
+        pre.input_ids = at::tensor(random_ids(depth, cfg.vocab_size, rng), at::kLong).view({1, depth});
+        model->forward(pre, fo);
+      }
+      const int64_t first = random_ids(1, cfg.vocab_size, rng)[0];
+      Result r{"decode_d" + std::to_string(depth),
+               "decode " + std::to_string(o.gen) + " tokens at depth " + std::to_string(depth), "ms/token", 1.0};
+      r = measure(o, device, r, [&] {
+        cache.truncate(depth);
+        int64_t id = first;
+        sync(device);
+        auto t0 = Clock::now();
+        // One forward per token, greedy choice read back to the host as generation does.
+        for (int64_t s = 0; s < o.gen; ++s) {
+          ForwardInput step;
+          step.input_ids = at::full({1, 1}, id, at::kLong);
+          at::Tensor logits = model->forward(step, fo).logits;
+          id = logits.view({-1}).argmax().item<int64_t>();
+        }
+        sync(device);
+        return ms_since(t0) / static_cast<double>(o.gen);
+      });
+      log(r);
+      out.push_back(r);
+    }
+  }
+
+  if (wanted(o, "compress") || wanted(o, "train")) {
+    IcaeConfig ic;
+    ic.mem_size = o.mem_size;
+    ic.compression_rate = o.rate;
+    ic.lora.r = o.lora_r;
+    Icae icae(model, ic, o.seed);
+    {  // peft starts B at zero; give it values so nothing is timed on zeros
+      at::NoGradGuard no_grad;
+      for (int64_t l = 0; l < icae.lora().num_layers(); ++l)
+        for (int p = 0; p < kNumProj; ++p) {
+          LoraPair& pair = icae.lora().pair(l, static_cast<Proj>(p));
+          if (pair.defined()) pair.B.normal_(0.0, 1e-3);
+        }
+    }
+    const std::vector<int64_t> context = random_ids(o.context_len, cfg.vocab_size, rng);
+    const int64_t slots = slot_count(ic, o.context_len);
+    const std::string shape = std::to_string(o.context_len) + " tokens -> " + std::to_string(slots) + " slots";
+
+    if (wanted(o, "compress")) {
+      at::NoGradGuard no_grad;
+      icae.set_trainable(false);
+      Result r{"compress", "ICAE compress " + shape, "ms", static_cast<double>(o.context_len)};
+      r = measure(o, device, r, [&] {
+        sync(device);
+        auto t0 = Clock::now();
+        at::Tensor s = icae.compress(context);
+        sync(device);
+        return ms_since(t0);
+      });
+      log(r);
+      out.push_back(r);
+    }
+
+    if (wanted(o, "train")) {
+      icae.set_trainable(true);
+      torch::optim::AdamW opt(icae.trainable_parameters(), torch::optim::AdamWOptions(1e-4));
+      const int64_t eos = cfg.eos_token_id.value_or(0) < cfg.vocab_size ? cfg.eos_token_id.value_or(0) : 0;
+      const TrainingSample sample = make_ae_sample(icae, context, eos);
+      Result r{"train", "ICAE AE train step " + std::to_string(o.context_len) + " tokens", "ms",
+               static_cast<double>(o.context_len)};
+      r = measure(o, device, r, [&] {
+        sync(device);
+        auto t0 = Clock::now();
+        opt.zero_grad();
+        at::Tensor loss = icae.decoder_loss(sample.ids, sample.labels, icae.compress(sample.context, true));
+        loss.backward();
+        opt.step();
+        sync(device);
+        return ms_since(t0);
+      });
+      log(r);
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- reporting
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto pos = line.find(':');
+      return pos == std::string::npos ? line : line.substr(pos + 2);
+    }
+  return "unknown";
+}
+
+// Peak resident memory of this process (VmHWM), in MiB.
+double peak_rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
+std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
+struct Extrapolated {
+  double fixed_ms = 0, per_layer_ms = 0, full_ms = 0;
+};
+
+// time(L) = fixed + L * per_layer, fitted through the 1-layer and the N-layer runs.
+Extrapolated extrapolate(const Result& at_n, const Result& at_1, int64_t n, int64_t full_layers) {
+  Extrapolated e;
+  e.per_layer_ms = (at_n.ms() - at_1.ms()) / static_cast<double>(n - 1);
+  e.fixed_ms = at_1.ms() - e.per_layer_ms;
+  e.full_ms = e.fixed_ms + e.per_layer_ms * static_cast<double>(full_layers);
+  return e;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "model_bench: throughput of prefill, KV-cache decoding, ICAE compression and one ICAE "
+      "autoencoding training step, on a checkpoint (--model) or a random model of a known shape "
+      "(--shape). Medians of --repeat runs; CUDA is synchronised before every clock read."};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later --x N wins
+  auto* model_opt = app.add_option("--model", o.model_path,
+                                   "Hugging Face folder (config.json + safetensors) or .gguf file to load");
+  std::string shapes;
+  for (const auto& n : shape_names()) shapes += (shapes.empty() ? "" : ", ") + n;
+  auto* shape_opt = app.add_option("--shape", o.shape,
+                                   "random model of a built-in shape (" + shapes +
+                                       "): weights normal(0, 0.02), norms 1");
+  model_opt->excludes(shape_opt);
+  app.add_option("--layers", o.layers,
+                 "with --shape: keep only N layers (N >= 2 to also report per-layer and extrapolated "
+                 "full-depth times, fitted through an extra 1-layer run)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--device", o.device, "cpu or cuda (cuda:N)")->capture_default_str();
+  app.add_option("--dtype", o.dtype, "weights and activations: f32, bf16 or f16")->capture_default_str();
+  app.add_option("--threads", o.threads, "intra-op CPU threads (at::set_num_threads); 0 keeps libtorch's default")
+      ->capture_default_str();
+  app.add_option("--repeat", o.repeat, "timed runs per benchmark (the median is reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--warmup", o.warmup, "untimed runs before the timed ones")->capture_default_str()->check(
+      CLI::NonNegativeNumber);
+  app.add_option("--prompt-len", o.prompt_len, "prefill prompt length (tokens)")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--gen", o.gen, "tokens decoded per decode run")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--depth", o.depth, "KV-cache depth of the second decode run (0: only depth 0)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--context-len", o.context_len, "context tokens compressed / autoencoded")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--mem-size", o.mem_size, "ICAE memory slots per segment (k)")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--rate", o.rate, "ICAE compression rate (tokens per slot)")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--lora-r", o.lora_r, "LoRA rank on q_proj and v_proj (alpha 32)")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--only", o.only, "comma-separated subset of prefill,decode,compress,train")->capture_default_str();
+  app.add_option("--json", o.json_path, "also write the results as JSON to this file");
+  app.add_option("--seed", o.seed, "seed of the random weights and token ids")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    ICAE_CHECK(!o.model_path.empty() || !o.shape.empty(), ErrorKind::Usage, "give --model PATH or --shape NAME");
+    ICAE_CHECK(o.layers == 0 || !o.shape.empty(), ErrorKind::Usage,
+               "--layers applies to --shape only (a loaded model keeps its layers)");
+    {
+      std::stringstream ss(o.only);
+      std::string item;
+      while (std::getline(ss, item, ','))
+        ICAE_CHECK(item == "prefill" || item == "decode" || item == "compress" || item == "train", ErrorKind::Usage,
+                   "--only: unknown benchmark '" + item + "' (prefill, decode, compress, train)");
+    }
+    if (o.threads > 0) at::set_num_threads(o.threads);
+    ModelLoadOptions lo;
+    lo.device = parse_device(o.device);
+    lo.dtype = parse_dtype(o.dtype);
+
+    std::shared_ptr<const Transformer> model, one_layer;
+    int64_t full_layers = 0;
+    const auto t_load = Clock::now();
+    if (!o.model_path.empty()) {
+      model = std::make_shared<Transformer>(Transformer::load(o.model_path, lo));
+      full_layers = model->config().num_hidden_layers;
+    } else {
+      ModelConfig cfg = shape_config(o.shape);
+      full_layers = cfg.num_hidden_layers;
+      ICAE_CHECK(o.layers <= full_layers, ErrorKind::Usage,
+                 "--layers " + std::to_string(o.layers) + " is more than " + o.shape + "'s " +
+                     std::to_string(full_layers));
+      if (o.layers > 0) cfg.num_hidden_layers = o.layers;
+      TensorMap w = random_weights(cfg, lo.device, lo.dtype, o.seed);
+      if (cfg.num_hidden_layers < full_layers && cfg.num_hidden_layers >= 2) {
+        ModelConfig c1 = cfg;
+        c1.num_hidden_layers = 1;
+        one_layer = std::make_shared<Transformer>(c1, first_layers(w, 1), lo);
+      }
+      model = std::make_shared<Transformer>(cfg, std::move(w), lo);
+    }
+    const double load_s = ms_since(t_load) / 1000.0;
+    const ModelConfig& cfg = model->config();
+    const int64_t layers = cfg.num_hidden_layers;
+    const std::string what = o.model_path.empty() ? o.shape + " (random weights)" : o.model_path;
+
+    std::printf("model_bench  %s\n", now_utc().c_str());
+    std::printf("machine      %s, %u hardware threads, libtorch %s, intra-op threads %d\n", cpu_model().c_str(),
+                std::thread::hardware_concurrency(), TORCH_VERSION, at::get_num_threads());
+    std::printf("model        %s: %lld of %lld layers, hidden %lld, inter %lld, heads %lld/%lld kv, vocab %lld%s\n",
+                what.c_str(), (long long)layers, (long long)full_layers, (long long)cfg.hidden_size,
+                (long long)cfg.intermediate_size, (long long)cfg.num_attention_heads,
+                (long long)cfg.num_key_value_heads, (long long)cfg.vocab_size,
+                cfg.tie_word_embeddings ? ", tied embeddings" : "");
+    auto env = [](const char* name) {
+      const char* v = std::getenv(name);
+      return std::string(v ? v : "(unset)");
+    };
+    std::printf("env          OMP_WAIT_POLICY=%s ATEN_CPU_CAPABILITY=%s\n", env("OMP_WAIT_POLICY").c_str(),
+                env("ATEN_CPU_CAPABILITY").c_str());
+    std::printf("run          device %s, dtype %s, repeat %d (median), warmup %d, load %.1f s\n",
+                lo.device.str().c_str(), o.dtype.c_str(), o.repeat, o.warmup, load_s);
+    std::printf("icae         mem_size %lld, rate %g, LoRA r %lld on q,v\n", (long long)o.mem_size, o.rate,
+                (long long)o.lora_r);
+    std::fflush(stdout);
+
+    std::vector<Result> results = run_all(model, o, std::to_string(layers) + "L");
+    std::vector<Result> results_1;
+    if (one_layer) results_1 = run_all(one_layer, o, "1L");
+
+    // The table.
+    const bool extra = !results_1.empty();
+    const std::string full_col = std::to_string(full_layers) + "L ms";
+    std::printf("\n%-40s %10s %10s %10s %9s", "benchmark", "median", "min", "tok/s", "peak MiB");
+    if (extra) std::printf(" | %9s %9s | %10s %9s", "fixed ms", "layer ms", full_col.c_str(), "tok/s");
+    std::printf("\n");
+    nlohmann::json jres = nlohmann::json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result& r = results[i];
+      const std::string label = r.label + (r.unit == "ms/token" ? " [ms/tok]" : " [ms]");
+      std::string peak = r.peak_bytes >= 0 ? std::to_string(r.peak_bytes >> 20) : "-";
+      std::printf("%-40s %10.2f %10.2f %10.1f %9s", label.c_str(), r.ms(), r.min_ms(), r.tok_per_s(), peak.c_str());
+      nlohmann::json j = {{"key", r.key},         {"label", r.label},     {"unit", r.unit},
+                          {"median_ms", r.ms()}, {"min_ms", r.min_ms()}, {"samples_ms", r.samples_ms},
+                          {"tokens_per_s", r.tok_per_s()}, {"layers", layers}};
+      if (r.peak_bytes >= 0) j["peak_device_bytes"] = r.peak_bytes;
+      if (extra) {
+        const Extrapolated e = extrapolate(r, results_1[i], layers, full_layers);
+        const double tps = r.tokens > 0 ? r.tokens * 1000.0 / e.full_ms : 0.0;
+        std::printf(" | %9.2f %9.2f | %10.2f %9.1f", e.fixed_ms, e.per_layer_ms, e.full_ms, tps);
+        j["one_layer_median_ms"] = results_1[i].ms();
+        j["fixed_ms"] = e.fixed_ms;
+        j["per_layer_ms"] = e.per_layer_ms;
+        j["extrapolated"] = {{"layers", full_layers}, {"ms", e.full_ms}, {"tokens_per_s", tps}};
+      }
+      std::printf("\n");
+      jres.push_back(j);
+    }
+    if (extra)
+      std::printf("columns right of '|' are EXTRAPOLATED, not measured at %lld layers: time(L) = fixed + L * "
+                  "per_layer,\nfitted through a 1-layer and a %lld-layer run (same embeddings and LM head)\n",
+                  (long long)full_layers, (long long)layers);
+    std::printf("peak host RSS %.0f MiB\n", peak_rss_mib());
+
+    if (!o.json_path.empty()) {
+      nlohmann::json j = {
+          {"date", now_utc()},
+          {"machine", {{"cpu", cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()}}},
+          {"libtorch", TORCH_VERSION},
+          {"intra_op_threads", at::get_num_threads()},
+          {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : ""},
+          {"model", what},
+          {"layers", layers},
+          {"full_layers", full_layers},
+          {"config", cfg.to_json()},
+          {"device", lo.device.str()},
+          {"dtype", o.dtype},
+          {"repeat", o.repeat},
+          {"warmup", o.warmup},
+          {"prompt_len", o.prompt_len},
+          {"gen", o.gen},
+          {"depth", o.depth},
+          {"context_len", o.context_len},
+          {"mem_size", o.mem_size},
+          {"rate", o.rate},
+          {"lora_r", o.lora_r},
+          {"peak_host_rss_mib", peak_rss_mib()},
+          {"results", jres}};
+      std::ofstream f(o.json_path);
+      ICAE_CHECK(f.good(), ErrorKind::Io, o.json_path + ": cannot write");
+      f << j.dump(2) << "\n";
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "model_bench: %s\n", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "model_bench: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
