@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "icae/io/gguf_model.h"
+#include "icae/io/gguf_quant.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
@@ -35,7 +36,9 @@ Transformer Transformer::load(const std::string& path, const ModelLoadOptions& o
     const at::ScalarType load_type = options.dtype == at::kBFloat16 ? at::kBFloat16 : at::kFloat;
     LoadedWeights w = load_gguf_model(path, load_type);
     try {
-      return Transformer(std::move(w.config), std::move(w.tensors), options);
+      Transformer model(std::move(w.config), std::move(w.tensors), options);
+      if (options.quantized_decode && options.device.is_cpu()) model.attach_quantized(load_gguf_quantized(path));
+      return model;
     } catch (const Error& e) {
       throw Error(e.kind(), path + ": " + e.what());
     }

@@ -45,8 +45,17 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
   return out;
 }
 
-// x W^T (+ b): at::linear picks oneDNN/cuBLAS for us.
-at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}) {
+// Quantised blocks serve only inference on a few rows (decoding): prefill and training keep the
+// dense weights, where oneDNN's AMX kernels and autograd apply.
+constexpr int64_t kQuantMaxRows = 8;
+bool use_quant(const QuantMatrix* q, const at::Tensor& x) {
+  return q && q->defined() && x.device().is_cpu() && !at::GradMode::is_enabled() &&
+         x.numel() / x.size(-1) <= kQuantMaxRows;
+}
+
+// x W^T (+ b): at::linear picks oneDNN/cuBLAS for us; the quantised kernel when it applies.
+at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}, const QuantMatrix* q = nullptr) {
+  if (use_quant(q, x)) return b.defined() ? quant_linear(x, *q) + b : quant_linear(x, *q);
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
@@ -214,7 +223,33 @@ at::Tensor Transformer::embed(const at::Tensor& ids) const {
   return at::embedding(embed_, ids.to(options_.device));
 }
 
-at::Tensor Transformer::lm_head(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_); }
+at::Tensor Transformer::lm_head(const at::Tensor& hidden) const { return project(hidden, lm_head_, {}, &quant_lm_head_); }
+
+void Transformer::attach_quantized(const std::unordered_map<std::string, QuantMatrix>& q) {
+  ICAE_CHECK(options_.device.is_cpu(), ErrorKind::Unsupported, "quantised decoding runs on the CPU only");
+  auto fused = [&](const std::vector<std::string>& names) -> QuantMatrix {
+    std::vector<QuantMatrix> parts;
+    for (const auto& n : names) {
+      auto it = q.find(n);
+      if (it == q.end()) return {};
+      parts.push_back(it->second);
+    }
+    for (const auto& p : parts)
+      if (p.format != parts[0].format) return {};
+    return parts.size() == 1 ? parts[0] : QuantMatrix::cat_rows(parts);
+  };
+  quant_layers_.clear();
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    QuantLayer ql;
+    ql.qkv = fused({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
+    ql.o = fused({p + "self_attn.o_proj.weight"});
+    ql.gate_up = fused({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
+    ql.down = fused({p + "mlp.down_proj.weight"});
+    quant_layers_.push_back(std::move(ql));
+  }
+  quant_lm_head_ = fused({config_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"});
+}
 
 ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptions& opt) const {
   ICAE_CHECK(input.input_ids.defined() != input.inputs_embeds.defined(), ErrorKind::Usage,
@@ -254,12 +289,18 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& w = layers_[l];
     const MergedLayer* m = merged ? &lora->merged_layer(l) : nullptr;
+    const QuantLayer* ql = quant_layers_.empty() ? nullptr : &quant_layers_[l];
+    // The quantised copy stands for the base weight only: not where a merged adapter replaces it.
+    auto quant = [&](const QuantMatrix QuantLayer::*field, at::Tensor MergedLayer::*merged_field) -> const QuantMatrix* {
+      if (!ql || (m && (m->*merged_field).defined())) return nullptr;
+      return &(ql->*field);
+    };
     auto pick = [&](const at::Tensor& base, at::Tensor MergedLayer::*field) -> const at::Tensor& {
       return (m && (m->*field).defined()) ? m->*field : base;
     };
     // --- attention block
     at::Tensor h = rms_norm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor qkv = project(h, pick(w.qkv, &MergedLayer::qkv), w.qkv_bias);                       // [B, T, (Hq + 2 Hkv) D]
+    at::Tensor qkv = project(h, pick(w.qkv, &MergedLayer::qkv), w.qkv_bias, quant(&QuantLayer::qkv, &MergedLayer::qkv));                       // [B, T, (Hq + 2 Hkv) D]
     if (lora && !merged && (lora->targets(Proj::Q) || lora->targets(Proj::K) || lora->targets(Proj::V))) {
       at::Tensor q = qkv.narrow(-1, 0, hq * d), k = qkv.narrow(-1, hq * d, hkv * d),
                  v = qkv.narrow(-1, (hq + hkv) * d, hkv * d);
@@ -278,18 +319,18 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
     at::Tensor attn = at::scaled_dot_product_attention(q, k, v, mask.mask, 0.0, mask.is_causal,
                                                        std::nullopt, /*enable_gqa=*/hkv != hq);
     attn = attn.transpose(1, 2).reshape({b, t, hq * d});
-    at::Tensor o = project(attn, pick(w.o, &MergedLayer::o));
+    at::Tensor o = project(attn, pick(w.o, &MergedLayer::o), {}, quant(&QuantLayer::o, &MergedLayer::o));
     add_lora(o, attn, l, Proj::O);
     x = x + o;
     // --- MLP block (SwiGLU)
     h = rms_norm(x, w.post_norm, config_.rms_norm_eps);
-    at::Tensor gu = project(h, pick(w.gate_up, &MergedLayer::gate_up));                                // [B, T, 2 I]
+    at::Tensor gu = project(h, pick(w.gate_up, &MergedLayer::gate_up), {}, quant(&QuantLayer::gate_up, &MergedLayer::gate_up));                                // [B, T, 2 I]
     const int64_t inter = config_.intermediate_size;
     at::Tensor gate = gu.narrow(-1, 0, inter), up = gu.narrow(-1, inter, inter);
     add_lora(gate, h, l, Proj::Gate);
     add_lora(up, h, l, Proj::Up);
     at::Tensor act = at::silu(gate) * up;
-    at::Tensor down = project(act, pick(w.down, &MergedLayer::down));
+    at::Tensor down = project(act, pick(w.down, &MergedLayer::down), {}, quant(&QuantLayer::down, &MergedLayer::down));
     add_lora(down, act, l, Proj::Down);
     x = x + down;
   }

@@ -16,6 +16,8 @@ void add_run_options(CLI::App* cmd, RunOptions& o) {
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
+  cmd->add_flag("--dense-decode", o.dense_decode,
+                "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks");
 }
 
 ModelLoadOptions resolve(const RunOptions& o) {
@@ -35,6 +37,7 @@ ModelLoadOptions resolve(const RunOptions& o) {
     fail(ErrorKind::Usage, "--device must be cpu, cuda or cuda:N, got '" + o.device + "'");
   }
   m.dtype = o.dtype == "bf16" ? at::kBFloat16 : o.dtype == "f16" ? at::kHalf : at::kFloat;
+  m.quantized_decode = !o.dense_decode;
   return m;
 }
 

@@ -11,6 +11,7 @@ struct RunOptions {
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string dtype = "f32";   // f32 | bf16 | f16
   int threads = 0;             // 0: all cores
+  bool dense_decode = false;   // .gguf: decode with dense weights instead of the file's blocks
 };
 
 void add_run_options(CLI::App* cmd, RunOptions& options);

@@ -11,6 +11,7 @@
 
 #include "icae/io/tensor_io.h"
 #include "icae/model/config.h"
+#include "icae/model/quant_matrix.h"
 
 namespace icae {
 
@@ -20,6 +21,9 @@ class KVCache;
 struct ModelLoadOptions {
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;
+  // .gguf on the CPU: also keep the file's Q4_1/Q8_0 blocks and decode (a few rows at a time,
+  // no gradients) straight from them: about a third of the bytes of bf16 per token, same values.
+  bool quantized_decode = true;
 };
 
 // Weights of one decoder layer. q, k, v and gate, up are stored fused (one matmul each); the
@@ -32,6 +36,11 @@ struct LayerWeights {
   at::Tensor post_norm;   // [H]
   at::Tensor gate_up;     // [2 I, H]
   at::Tensor down;        // [H, I]
+};
+
+// The same projections as quantised blocks, for decoding (undefined where not quantised).
+struct QuantLayer {
+  QuantMatrix qkv, o, gate_up, down;
 };
 
 struct ForwardInput {
@@ -76,6 +85,11 @@ class Transformer {
   at::Tensor weight(const std::string& hf_name) const;
   std::vector<std::string> weight_names() const;
   const std::vector<LayerWeights>& layers() const { return layers_; }
+  // Attaches quantised copies of the projections (Hugging Face names, as load_gguf_quantized
+  // returns them); a fused projection is used only when all its parts are present.
+  void attach_quantized(const std::unordered_map<std::string, QuantMatrix>& weights);
+  bool has_quantized() const { return !quant_layers_.empty(); }
+
   // A short hash of a sample of the weights, to recognise the base model an adapter was
   // trained on (independent of device and dtype: computed on a float copy, rounded to bf16).
   std::string fingerprint() const;
@@ -88,6 +102,8 @@ class Transformer {
   at::Tensor lm_head_;   // [V, H]; shares embed_ when tied
   at::Tensor inv_freq_;  // [D/2] float32, rope frequencies after scaling
   std::vector<LayerWeights> layers_;
+  std::vector<QuantLayer> quant_layers_;  // empty unless attach_quantized()
+  QuantMatrix quant_lm_head_;
 };
 
 }  // namespace icae

@@ -1,0 +1,38 @@
+// Weights kept in a GGUF block-quantised format (Q4_1, Q8_0) for decoding on the CPU.
+// Decoding one token is a matrix-vector product per projection, bound by the bytes it reads:
+// 0.6-1.1 bytes per weight instead of 2 (bf16) or 4 (f32). The kernel multiplies the exact
+// dequantised values by float32 activations and accumulates in float32, so its results equal a
+// float32 matmul with the dequantised weights up to summation order (no activation rounding).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace icae {
+
+enum class QuantFormat {
+  Q4_1,  // blocks of 32: f16 scale d, f16 min m, 16 bytes of 4-bit q: w = d q + m
+  Q8_0   // blocks of 32: f16 scale d, 32 int8 q: w = d q
+};
+
+constexpr int64_t kQuantBlock = 32;
+int64_t quant_block_bytes(QuantFormat format);
+const char* quant_format_name(QuantFormat format);
+
+struct QuantMatrix {
+  QuantFormat format = QuantFormat::Q8_0;
+  int64_t rows = 0, cols = 0;  // logical [rows, cols] = a Linear weight [out, in]
+  at::Tensor data;             // uint8 [rows, cols / 32 * block bytes], CPU, contiguous
+
+  bool defined() const { return data.defined(); }
+  // Rows of several matrices of one format and width, stacked (fused projections).
+  static QuantMatrix cat_rows(const std::vector<QuantMatrix>& parts);
+  at::Tensor dequantize() const;  // float32 [rows, cols]
+};
+
+// y = x W^T for x [..., cols] (any float dtype, CPU), returned in x's dtype. Meant for a few
+// rows of x (decoding); parallel over the rows of W with libtorch's intra-op threads.
+at::Tensor quant_linear(const at::Tensor& x, const QuantMatrix& w);
+
+}  // namespace icae

@@ -1,0 +1,50 @@
+#include "icae/io/gguf_quant.h"
+
+#include <ATen/ATen.h>
+
+#include "icae/formats/gguf.h"
+#include "icae/io/gguf_model.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+namespace {
+// Declared in gguf_model.cpp's namespace; repeated here as the row operation on raw blocks.
+at::Tensor unpermute_rows(const at::Tensor& rows, int64_t n_head) {
+  const int64_t half = rows.size(0) / n_head / 2;
+  return rows.reshape({n_head, half, 2, rows.size(1)}).transpose(1, 2).reshape(rows.sizes()).contiguous();
+}
+}  // namespace
+
+std::unordered_map<std::string, QuantMatrix> load_gguf_quantized(const std::string& path) {
+  const gguf::GgufFile f = gguf::GgufFile::open(path);
+  const ModelConfig c = gguf_model_config(f);
+  const std::string arch = f.get_string("general.architecture");
+  const bool permute = arch == "llama" || arch == "mistral";
+  std::unordered_map<std::string, QuantMatrix> out;
+  for (const gguf::TensorInfo& info : f.tensors()) {
+    QuantFormat format;
+    if (info.type == gguf::TensorType::Q4_1) format = QuantFormat::Q4_1;
+    else if (info.type == gguf::TensorType::Q8_0) format = QuantFormat::Q8_0;
+    else continue;
+    if (info.ne.size() != 2 || info.ne[0] % kQuantBlock != 0) continue;
+    const std::string hf = gguf_to_hf_name(info.name);
+    if (hf.empty() || hf.find("norm") != std::string::npos) continue;
+    QuantMatrix m;
+    m.format = format;
+    m.cols = info.ne[0];
+    m.rows = info.ne[1];
+    const int64_t row_bytes = m.cols / kQuantBlock * quant_block_bytes(format);
+    ICAE_CHECK(static_cast<uint64_t>(row_bytes * m.rows) == info.n_bytes, ErrorKind::BadInput,
+               path + ": tensor '" + info.name + "' has an unexpected byte size");
+    // Copied out of the mapping: the file is closed when this function returns.
+    m.data = at::from_blob(const_cast<uint8_t*>(info.data), {m.rows, row_bytes}, at::kByte).clone();
+    const bool is_q = info.name.find(".attn_q.") != std::string::npos;
+    const bool is_k = info.name.find(".attn_k.") != std::string::npos;
+    if (permute && (is_q || is_k)) m.data = unpermute_rows(m.data, is_q ? c.num_attention_heads : c.num_key_value_heads);
+    out.emplace(hf, std::move(m));
+  }
+  return out;
+}
+
+}  // namespace icae

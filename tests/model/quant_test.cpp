@@ -1,0 +1,84 @@
+// The quantised decoding kernels against dense float32 products with the dequantised weights.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "icae/core/golden_check.h"
+#include "icae/model/kv_cache.h"
+#include "icae/model/quant_matrix.h"
+#include "icae/model/transformer.h"
+#include "test_paths.h"
+
+using namespace icae;
+
+namespace {
+
+// Random but valid blocks: finite f16 scales (and mins), random quants.
+QuantMatrix random_matrix(QuantFormat f, int64_t rows, int64_t cols, uint64_t seed) {
+  at::manual_seed(seed);
+  QuantMatrix m;
+  m.format = f;
+  m.rows = rows;
+  m.cols = cols;
+  const int64_t blocks = cols / kQuantBlock, bytes = quant_block_bytes(f);
+  m.data = at::randint(0, 256, {rows, blocks * bytes}, at::kLong).to(at::kByte);
+  at::Tensor scales = (at::rand({rows, blocks, f == QuantFormat::Q4_1 ? 2 : 1}) * 0.1 - 0.05).to(at::kHalf);
+  auto view = m.data.view({rows, blocks, bytes});
+  view.narrow(2, 0, scales.size(2) * 2).copy_(scales.view(at::kByte).view({rows, blocks, scales.size(2) * 2}));
+  return m;
+}
+
+class QuantKernel : public ::testing::TestWithParam<QuantFormat> {};
+
+TEST_P(QuantKernel, EqualsDenseProductWithDequantisedWeights) {
+  QuantMatrix w = random_matrix(GetParam(), 200, 576, 3);
+  at::Tensor dense = w.dequantize();
+  ASSERT_TRUE(dense.isfinite().all().item<bool>());
+  for (int64_t n : {1, 3, 8, 11}) {
+    at::Tensor x = at::randn({n, 576});
+    at::Tensor ref = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
+    EXPECT_LE(max_relative_error(quant_linear(x, w), ref), 1e-5) << n << " vectors";
+  }
+  // Leading dimensions and bf16 inputs are handled.
+  at::Tensor x = at::randn({2, 1, 576});
+  EXPECT_EQ(quant_linear(x, w).sizes(), (std::vector<int64_t>{2, 1, 200}));
+  EXPECT_EQ(quant_linear(x.to(at::kBFloat16), w).scalar_type(), at::kBFloat16);
+}
+
+TEST_P(QuantKernel, StackedRowsDequantiseInOrder) {
+  QuantMatrix a = random_matrix(GetParam(), 64, 128, 1), b = random_matrix(GetParam(), 32, 128, 2);
+  QuantMatrix ab = QuantMatrix::cat_rows({a, b});
+  EXPECT_EQ(ab.rows, 96);
+  EXPECT_TRUE(at::equal(ab.dequantize(), at::cat({a.dequantize(), b.dequantize()}, 0)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, QuantKernel, ::testing::Values(QuantFormat::Q4_1, QuantFormat::Q8_0));
+
+// The real model: decoding from the file's blocks gives the dense model's logits.
+TEST(QuantDecode, SmolLM2DecodesLikeTheDenseModel) {
+  const std::string path = std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "run scripts/fetch-model first";
+  ModelLoadOptions dense_opts;
+  dense_opts.quantized_decode = false;
+  Transformer quant = Transformer::load(path, {});
+  Transformer dense = Transformer::load(path, dense_opts);
+  ASSERT_TRUE(quant.has_quantized());
+  ASSERT_FALSE(dense.has_quantized());
+  at::NoGradGuard no_grad;
+  at::Tensor ids = at::tensor(std::vector<int64_t>{1, 504, 3458, 282, 4649, 314, 253, 1345, 30}, at::kLong).unsqueeze(0);
+  KVCache cq(quant.config(), {1, 16, at::kCPU, at::kFloat}), cd(dense.config(), {1, 16, at::kCPU, at::kFloat});
+  ForwardOptions oq, od;
+  oq.cache = &cq;
+  od.cache = &cd;
+  quant.forward({ids}, oq);
+  dense.forward({ids}, od);
+  for (int64_t id : {28, 1390, 17}) {
+    at::Tensor step = at::full({1, 1}, id, at::kLong);
+    at::Tensor lq = quant.forward({step}, oq).logits, ld = dense.forward({step}, od).logits;
+    EXPECT_LE(max_relative_error(lq, ld), 1e-4);
+    EXPECT_EQ(lq.argmax(-1).item<int64_t>(), ld.argmax(-1).item<int64_t>());
+  }
+}
+
+}  // namespace
