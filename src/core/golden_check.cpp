@@ -97,7 +97,9 @@ GoldenReport check_golden(const std::string& dir, const GoldenCheckOptions& opti
     at::NoGradGuard no_grad;
     // 1. the base model alone
     at::Tensor ids = g("base_input_ids").to(at::kLong);
-    at::Tensor logits = base->forward({ids}).logits.squeeze(0);
+    ForwardInput in;
+    in.input_ids = ids;
+    at::Tensor logits = base->forward(in).logits.squeeze(0);
     add("base_logits", max_relative_error(logits, g("base_logits")), tensor_tol);
     // 2. compression, multi-span and single-span
     slots = icae.compress(to_ids(g("context_ids")));

@@ -42,6 +42,7 @@ std::unordered_map<std::string, QuantMatrix> load_gguf_quantized(const std::stri
     const bool is_q = info.name.find(".attn_q.") != std::string::npos;
     const bool is_k = info.name.find(".attn_k.") != std::string::npos;
     if (permute && (is_q || is_k)) m.data = unpermute_rows(m.data, is_q ? c.num_attention_heads : c.num_key_value_heads);
+    m.prepare();
     out.emplace(hf, std::move(m));
   }
   return out;

@@ -6,8 +6,8 @@ file, and compares:
   tokenization  icae export-tokenizer + icae tokenize --jsonl, ids equal on every fixture line
   logits        icae forward --out, max |icae - transformers| <= LOGITS_ATOL + LOGITS_RTOL * max|logit|
                 per prompt, and the same argmax at every position
-  generation    32 greedy tokens identical: the model through repeated icae forward (argmax of the
-                last position, EOS does not stop it), and `icae generate --ids` (greedy, streaming,
+  generation    32 greedy tokens identical: `icae generate --print-ids --ignore-eos` (KV cache,
+                EOS does not stop it), and `icae generate --ids` (greedy, streaming,
                 stops at EOS) printing exactly the reference text of the tokens before EOS
 Exit 0 all ran checks pass, 1 a check fails, 77 (CTest skip) when the reference stack or the model
 is missing.
@@ -152,14 +152,14 @@ def main():
                           + ("" if same else f"\n  icae {text!r}\n  ref  {want_text!r}"))
                     if not same:
                         failures.append(f"icae generate text of '{g['name']}' differs")
-            if not forward_ok:
+            # Greedy ids with the KV cache (and quantised decoding), EOS not stopping it.
+            r = run([a.icae, "generate", "--model", a.model, "--ids", ",".join(map(str, g["prompt_ids"])),
+                     "-n", str(n), "--temperature", "0", "--print-ids", "--ignore-eos",
+                     "--threads", str(a.threads)], env=env)
+            if r.returncode != 0:
+                failures.append(f"icae generate --print-ids failed on '{g['name']}': {r.stderr.strip()[:300]}")
                 continue
-            ids, new = list(g["prompt_ids"]), []
-            for _ in range(n):
-                logits = icae_logits(ids, os.path.join(tmp, "gen.safetensors"))
-                nxt = int(logits[-1].argmax())
-                new.append(nxt)
-                ids.append(nxt)
+            new = [int(x) for x in r.stdout.strip().split(",") if x]
             same = new == g["new_ids"]
             print(f"greedy   {g['name']:12s}: ids {'identical' if same else 'DIFFER'} for {n} tokens"
                   + ("" if same else f"\n  icae {new}\n  ref  {g['new_ids']}"))

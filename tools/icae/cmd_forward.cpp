@@ -25,7 +25,9 @@ void run_forward(const ForwardArgs& a) {
   std::vector<int64_t> ids = cli::parse_id_list(a.ids);
   at::NoGradGuard no_grad;
   at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
-  at::Tensor logits = model.forward({input}).logits.squeeze(0).to(at::kCPU).to(at::kFloat);  // [T, V]
+  ForwardInput in;
+  in.input_ids = input;
+  at::Tensor logits = model.forward(in).logits.squeeze(0).to(at::kCPU).to(at::kFloat);  // [T, V]
   if (!a.out.empty()) {
     save_safetensors(a.out, {{"input_ids", input.to(at::kInt)}, {"logits", logits}},
                      {{"model", a.model}, {"dtype", a.run.dtype}, {"device", a.run.device}});

@@ -20,7 +20,7 @@ using namespace icae;
 
 struct GenArgs {
   std::string model, tokenizer, prompt, prompt_file, ids, system;
-  bool chat = false, stats = false;
+  bool chat = false, stats = false, print_ids = false, ignore_eos = false;
   int64_t max_new_tokens = 128;
   SamplingOptions sampling;
   cli::RunOptions run;
@@ -34,6 +34,8 @@ void add_sampling(CLI::App* cmd, GenArgs& a) {
   cmd->add_option("--seed", a.sampling.seed, "Seed for sampling (same seed, same text, on any device)")
       ->capture_default_str();
   cmd->add_flag("--stats", a.stats, "Print prefill and decode speed to stderr");
+  cmd->add_flag("--print-ids", a.print_ids, "Print the generated token ids (comma-separated) instead of text");
+  cmd->add_flag("--ignore-eos", a.ignore_eos, "Do not stop at end-of-sequence tokens: always generate -n tokens");
 }
 
 // Generates and streams; returns the generated text.
@@ -41,19 +43,24 @@ std::string stream(const TextModel& m, const std::vector<int64_t>& prompt, const
   GenerateOptions g;
   g.max_new_tokens = a.max_new_tokens;
   g.sampling = a.sampling;
-  g.stop_ids = m.stop_ids;
+  if (!a.ignore_eos) g.stop_ids = m.stop_ids;
   StreamPrinter printer(*m.tokenizer);
+  std::vector<int64_t> ids;
   auto start = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point first;
   int64_t count = 0;
   g.on_token = [&](int64_t id) {
     if (count++ == 0) first = std::chrono::steady_clock::now();
+    ids.push_back(id);
+    if (a.print_ids) return true;
     if (std::find(m.stop_ids.begin(), m.stop_ids.end(), id) != m.stop_ids.end()) return true;
     std::cout << printer.push(id) << std::flush;
     return true;
   };
   generate_from_ids(*m.model, prompt, g);
   auto end = std::chrono::steady_clock::now();
+  if (a.print_ids)
+    for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? "," : "") << ids[i];
   std::cout << "\n" << std::flush;
   if (a.stats && count > 0) {
     const double prefill = std::chrono::duration<double>(first - start).count();

@@ -15,14 +15,14 @@ void add_run_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--dtype", o.dtype, "Weight and activation type: f32, bf16 or f16 (bf16 is fast on CPUs with AMX)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core, or OMP_NUM_THREADS)")->capture_default_str();
   cmd->add_flag("--dense-decode", o.dense_decode,
                 "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks");
 }
 
 ModelLoadOptions resolve(const RunOptions& o) {
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads);
+  // 0 keeps libtorch's default: one thread per physical core, or OMP_NUM_THREADS when set.
+  if (o.threads > 0) at::set_num_threads(o.threads);
   ModelLoadOptions m;
   if (o.device == "cpu") {
     m.device = at::kCPU;

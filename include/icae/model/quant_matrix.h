@@ -23,9 +23,16 @@ const char* quant_format_name(QuantFormat format);
 struct QuantMatrix {
   QuantFormat format = QuantFormat::Q8_0;
   int64_t rows = 0, cols = 0;  // logical [rows, cols] = a Linear weight [out, in]
-  at::Tensor data;             // uint8 [rows, cols / 32 * block bytes], CPU, contiguous
+  at::Tensor data;             // uint8 [rows, cols / 32 * block bytes], CPU, contiguous (GGUF layout)
+
+  // The kernel's layout, made by prepare(): quants apart from the f16 scales, which are
+  // widened to float32 once so the inner loop converts nothing.
+  at::Tensor quants;  // uint8 [rows, blocks * 16] (Q4_1) or int8 [rows, blocks * 32] (Q8_0)
+  at::Tensor scales;  // float32 [rows, blocks]
+  at::Tensor mins;    // float32 [rows, blocks] (Q4_1)
 
   bool defined() const { return data.defined(); }
+  void prepare();
   // Rows of several matrices of one format and width, stacked (fused projections).
   static QuantMatrix cat_rows(const std::vector<QuantMatrix>& parts);
   at::Tensor dequantize() const;  // float32 [rows, cols]
