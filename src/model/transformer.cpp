@@ -258,6 +258,7 @@ void Transformer::attach_quantized(const std::unordered_map<std::string, QuantMa
 ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptions& opt) const {
   ICAE_CHECK(input.input_ids.defined() != input.inputs_embeds.defined(), ErrorKind::Usage,
              "forward needs exactly one of input_ids and inputs_embeds");
+  if (uses_fast_decode(input, opt)) return decode_step_cpu(input, opt);
   at::Tensor x = input.inputs_embeds.defined() ? input.inputs_embeds.to(options_.device, options_.dtype)
                                                : embed(input.input_ids);
   ICAE_CHECK(x.dim() == 3 && x.size(2) == config_.hidden_size, ErrorKind::Usage,

@@ -83,3 +83,31 @@ TEST(QuantDecode, SmolLM2DecodesLikeTheDenseModel) {
 }
 
 }  // namespace
+
+namespace {
+
+// The fused CPU decoding path (bf16 model and cache) against the dense float32 model.
+TEST(QuantDecode, FusedBf16DecodingStaysCloseToFloat32) {
+  const std::string path = std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "run scripts/fetch-model first";
+  ModelLoadOptions bf16_opts{at::kCPU, at::kBFloat16}, f32_opts;
+  f32_opts.quantized_decode = false;
+  Transformer fast = Transformer::load(path, bf16_opts), ref = Transformer::load(path, f32_opts);
+  at::NoGradGuard no_grad;
+  KVCache cf(fast.config(), {1, 16, at::kCPU, at::kBFloat16}), cr(ref.config(), {1, 16, at::kCPU, at::kFloat});
+  ForwardOptions of, orf;
+  of.cache = &cf;
+  orf.cache = &cr;
+  // Token by token from the start, so every position goes through the fused path.
+  for (int64_t id : {1, 504, 3458, 282, 4649, 314}) {
+    ForwardInput in;
+    in.input_ids = at::full({1, 1}, id, at::kLong);
+    ASSERT_TRUE(fast.uses_fast_decode(in, of));
+    at::Tensor lf = fast.forward(in, of).logits, lr = ref.forward(in, orf).logits;
+    EXPECT_EQ(lf.scalar_type(), at::kBFloat16);
+    EXPECT_LE(max_relative_error(lf, lr), 3e-2) << "token " << id;
+  }
+  EXPECT_EQ(cf.length(), 6);
+}
+
+}  // namespace

@@ -34,6 +34,9 @@ class KVCache {
   void advance(int64_t tokens) { length_ += tokens; }
   // Keeps the first n positions (e.g. to reuse a cached prefix).
   void truncate(int64_t n);
+  // The whole buffers [B, Hkv, capacity, D] of one layer (for kernels that write in place).
+  const at::Tensor& key_buffer(int64_t layer) const { return keys_.at(layer); }
+  const at::Tensor& value_buffer(int64_t layer) const { return values_.at(layer); }
 
  private:
   std::vector<at::Tensor> keys_, values_;  // per layer [B, Hkv, max_length, D]

@@ -25,11 +25,13 @@ struct QuantMatrix {
   int64_t rows = 0, cols = 0;  // logical [rows, cols] = a Linear weight [out, in]
   at::Tensor data;             // uint8 [rows, cols / 32 * block bytes], CPU, contiguous (GGUF layout)
 
-  // The kernel's layout, made by prepare(): quants apart from the f16 scales, which are
-  // widened to float32 once so the inner loop converts nothing.
-  at::Tensor quants;  // uint8 [rows, blocks * 16] (Q4_1) or int8 [rows, blocks * 32] (Q8_0)
-  at::Tensor scales;  // float32 [rows, blocks]
-  at::Tensor mins;    // float32 [rows, blocks] (Q4_1)
+  // The kernel's layout, made by prepare(): groups of 4 rows interleaved block by block, each
+  // block group holding the 4 rows' quants then their float32 scales (and mins), so one group
+  // is read as one sequential stream and nothing is converted in the inner loop.
+  //   Q4_1: [4 x 16 B quants][4 f32 scales][4 f32 mins] = 96 B per block group
+  //   Q8_0: [4 x 32 B quants][4 f32 scales]             = 144 B per block group
+  // Rows are padded to a multiple of 4 with zero scales.
+  at::Tensor packed;  // uint8 [padded rows / 4, blocks * group bytes]
 
   bool defined() const { return data.defined(); }
   void prepare();
@@ -41,5 +43,7 @@ struct QuantMatrix {
 // y = x W^T for x [..., cols] (any float dtype, CPU), returned in x's dtype. Meant for a few
 // rows of x (decoding); parallel over the rows of W with libtorch's intra-op threads.
 at::Tensor quant_linear(const at::Tensor& x, const QuantMatrix& w);
+// The same on raw float32 buffers: x [n, cols] -> y [n, rows] (no tensors, no dispatch).
+void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y);
 
 }  // namespace icae

@@ -90,11 +90,17 @@ class Transformer {
   void attach_quantized(const std::unordered_map<std::string, QuantMatrix>& weights);
   bool has_quantized() const { return !quant_layers_.empty(); }
 
+  // True when forward() will take the fused CPU decoding path for this call (see cpu_decode.cpp).
+  bool uses_fast_decode(const ForwardInput& input, const ForwardOptions& options) const;
+
   // A short hash of a sample of the weights, to recognise the base model an adapter was
   // trained on (independent of device and dtype: computed on a float copy, rounded to bf16).
   std::string fingerprint() const;
 
  private:
+  // One token of one sequence on the CPU through the quantised weights, in plain loops.
+  ForwardOutput decode_step_cpu(const ForwardInput& input, const ForwardOptions& options) const;
+
   ModelConfig config_;
   ModelLoadOptions options_;
   at::Tensor embed_;     // [V, H]

@@ -1,0 +1,231 @@
+// Decoding one token of one sequence on the CPU, the whole layer stack in plain loops over
+// float32 buffers with the quantised projections (quant_matrix.h).
+//
+// Why: at batch 1 a decode step is ~25 small operations per layer; through ATen each costs
+// several microseconds of dispatch, allocation and type conversion, which came to more than the
+// matrix-vector products themselves (SmolLM2-135M: ~18 ms of ~27 ms per token). Here they cost
+// what their arithmetic costs.
+//
+// Numerics: everything in float32 (the KV cache keeps its dtype). In a float32 model this is the
+// ATen path up to summation order; in bf16 it skips the bf16 roundings between operations, so
+// it is closer to the float32 reference than the bf16 ATen path is.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <immintrin.h>
+
+// GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_*); nothing here is uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include <cmath>
+#include <vector>
+
+#include "icae/model/kv_cache.h"
+#include "icae/model/transformer.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+namespace {
+
+// Reads one element of a float32 or bfloat16 buffer (small vectors: norms, biases) as float.
+struct FloatBuffer {
+  const void* data = nullptr;
+  bool bf16 = false;
+  float get(int64_t i) const {
+    return bf16 ? static_cast<float>(static_cast<const c10::BFloat16*>(data)[i]) : static_cast<const float*>(data)[i];
+  }
+};
+
+FloatBuffer buffer_of(const at::Tensor& t) { return {t.data_ptr(), t.scalar_type() == at::kBFloat16}; }
+
+// Hugging Face's RMSNorm in float32: x / rms(x) * weight.
+void rms_norm(const float* x, const FloatBuffer& weight, int64_t n, double eps, float* out) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = 1.0f / std::sqrt(static_cast<float>(ss / n) + static_cast<float>(eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv * weight.get(i);
+}
+
+// Rotary embedding of one head vector in place (rotate_half layout).
+void rope(float* v, const float* cos, const float* sin, int64_t d) {
+  const int64_t half = d / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float x1 = v[i], x2 = v[i + half];
+    v[i] = x1 * cos[i] - x2 * sin[i];
+    v[i + half] = x2 * cos[i] + x1 * sin[i];
+  }
+}
+
+// Dot products and scaled adds over one cached key/value row (float32 or bfloat16), with
+// AVX-512 where the CPU has it (the project is compiled for baseline x86-64).
+inline __attribute__((target("avx512f,fma"))) __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __attribute__((target("avx512f,fma"))) __m512 load16(const c10::BFloat16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));  // bf16 is the top half of a float32
+}
+
+template <typename T>
+__attribute__((target("avx512f,fma"))) float dot_avx512(const float* q, const T* k, int64_t d) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(k + i), acc);
+  float out = _mm512_reduce_add_ps(acc);
+  for (; i < d; ++i) out += q[i] * static_cast<float>(k[i]);
+  return out;
+}
+
+template <typename T>
+__attribute__((target("avx512f,fma"))) void axpy_avx512(float a, const T* v, float* out, int64_t d) {
+  const __m512 av = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) _mm512_storeu_ps(out + i, _mm512_fmadd_ps(av, load16(v + i), _mm512_loadu_ps(out + i)));
+  for (; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
+}
+
+template <typename T>
+float dot(const float* q, const T* k, int64_t d) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) return dot_avx512(q, k, d);
+  float out = 0;
+  for (int64_t i = 0; i < d; ++i) out += q[i] * static_cast<float>(k[i]);
+  return out;
+}
+
+template <typename T>
+void axpy(float a, const T* v, float* out, int64_t d) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) return axpy_avx512(a, v, out, d);
+  for (int64_t i = 0; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
+}
+
+// Writes this position's k and v into the cache and computes softmax(q k^T / sqrt(D)) v for
+// every query head over positions 0..pos. T is the cache's element type.
+template <typename T>
+void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, int64_t hq, int64_t hkv, int64_t d,
+            float* scores, float* attn) {
+  T* keys = static_cast<T*>(cache.key_buffer(layer).data_ptr());
+  T* values = static_cast<T*>(cache.value_buffer(layer).data_ptr());
+  const int64_t cap = cache.capacity(), len = pos + 1, group = hq / hkv;
+  for (int64_t g = 0; g < hkv; ++g)
+    for (int64_t i = 0; i < d; ++i) {
+      keys[(g * cap + pos) * d + i] = static_cast<T>(qkv[(hq + g) * d + i]);
+      values[(g * cap + pos) * d + i] = static_cast<T>(qkv[(hq + hkv + g) * d + i]);
+    }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  at::parallel_for(0, hq, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t head = h0; head < h1; ++head) {
+      const int64_t g = head / group;
+      const float* qh = qkv + head * d;
+      const T* kg = keys + g * cap * d;
+      const T* vg = values + g * cap * d;
+      float* sc = scores + head * len;
+      float mx = -INFINITY;
+      for (int64_t s = 0; s < len; ++s) {
+        sc[s] = dot(qh, kg + s * d, d) * scale;
+        mx = std::max(mx, sc[s]);
+      }
+      float sum = 0;
+      for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
+      const float inv_sum = 1.0f / sum;
+      float* out = attn + head * d;
+      std::fill(out, out + d, 0.0f);
+      for (int64_t s = 0; s < len; ++s) axpy(sc[s] * inv_sum, vg + s * d, out, d);
+    }
+  });
+}
+
+}  // namespace
+
+bool Transformer::uses_fast_decode(const ForwardInput& in, const ForwardOptions& opt) const {
+  if (quant_layers_.empty() || !quant_lm_head_.defined() || !options_.device.is_cpu()) return false;
+  if (opt.lora || !opt.cache || opt.training || at::GradMode::is_enabled()) return false;
+  if (in.attention_mask.defined() || in.position_ids.defined()) return false;
+  if (opt.cache->batch() != 1) return false;
+  const at::ScalarType cache_type = opt.cache->key_buffer(0).scalar_type();
+  if (cache_type != at::kFloat && cache_type != at::kBFloat16) return false;
+  const at::Tensor& x = in.input_ids.defined() ? in.input_ids : in.inputs_embeds;
+  if (x.size(0) != 1 || x.size(1) != 1 || !x.device().is_cpu()) return false;
+  if (options_.dtype != at::kFloat && options_.dtype != at::kBFloat16) return false;
+  for (const auto& q : quant_layers_)
+    if (!q.qkv.defined() || !q.o.defined() || !q.gate_up.defined() || !q.down.defined()) return false;
+  return true;
+}
+
+ForwardOutput Transformer::decode_step_cpu(const ForwardInput& in, const ForwardOptions& opt) const {
+  const ModelConfig& c = config_;
+  const int64_t h = c.hidden_size, hq = c.num_attention_heads, hkv = c.num_key_value_heads, d = c.head_dim,
+                inter = c.intermediate_size;
+  KVCache& cache = *opt.cache;
+  const int64_t pos = cache.length();
+  ICAE_CHECK(pos + 1 <= cache.capacity(), ErrorKind::Usage,
+             "KV cache full: " + std::to_string(pos) + " + 1 positions > capacity " + std::to_string(cache.capacity()));
+
+  // The token's embedding as float32.
+  std::vector<float> x(h), hbuf(h), qkv((hq + 2 * hkv) * d), attn(hq * d), tmp(h), gu(2 * inter), act(inter);
+  if (in.input_ids.defined()) {
+    const int64_t id = in.input_ids.reshape({-1})[0].item<int64_t>();
+    ICAE_CHECK(id >= 0 && id < c.vocab_size, ErrorKind::BadInput,
+               "token id " + std::to_string(id) + " out of range [0, " + std::to_string(c.vocab_size) + ")");
+    const at::Tensor row = embed_[id].to(at::kFloat).contiguous();
+    std::copy(row.data_ptr<float>(), row.data_ptr<float>() + h, x.begin());
+  } else {
+    const at::Tensor row = in.inputs_embeds.reshape({h}).to(at::kFloat).contiguous();
+    std::copy(row.data_ptr<float>(), row.data_ptr<float>() + h, x.begin());
+  }
+
+  // cos/sin of this position, as the ATen path computes them (float32 position * inv_freq).
+  std::vector<float> cos(d / 2), sin(d / 2);
+  const float* inv = inv_freq_.data_ptr<float>();
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const float f = static_cast<float>(pos) * inv[i];
+    cos[i] = std::cos(f);
+    sin[i] = std::sin(f);
+  }
+  std::vector<float> scores(hq * (pos + 1));
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& w = layers_[l];
+    const QuantLayer& q = quant_layers_[l];
+    // --- attention
+    rms_norm(x.data(), buffer_of(w.input_norm), h, c.rms_norm_eps, hbuf.data());
+    quant_gemv(q.qkv, hbuf.data(), 1, qkv.data());
+    if (w.qkv_bias.defined()) {
+      const FloatBuffer bias = buffer_of(w.qkv_bias);
+      for (int64_t i = 0; i < static_cast<int64_t>(qkv.size()); ++i) qkv[i] += bias.get(i);
+    }
+    for (int64_t head = 0; head < hq + hkv; ++head) rope(qkv.data() + head * d, cos.data(), sin.data(), d);
+    // Append k and v at position pos (buffers [1, Hkv, capacity, D]), then attend.
+    if (cache.key_buffer(l).scalar_type() == at::kBFloat16)
+      attend<c10::BFloat16>(cache, l, pos, qkv.data(), hq, hkv, d, scores.data(), attn.data());
+    else
+      attend<float>(cache, l, pos, qkv.data(), hq, hkv, d, scores.data(), attn.data());
+    quant_gemv(q.o, attn.data(), 1, tmp.data());
+    for (int64_t i = 0; i < h; ++i) x[i] += tmp[i];
+    // --- MLP (SwiGLU)
+    rms_norm(x.data(), buffer_of(w.post_norm), h, c.rms_norm_eps, hbuf.data());
+    quant_gemv(q.gate_up, hbuf.data(), 1, gu.data());
+    for (int64_t i = 0; i < inter; ++i) {
+      const float g = gu[i];
+      act[i] = g / (1.0f + std::exp(-g)) * gu[inter + i];
+    }
+    quant_gemv(q.down, act.data(), 1, tmp.data());
+    for (int64_t i = 0; i < h; ++i) x[i] += tmp[i];
+  }
+  cache.advance(1);
+
+  ForwardOutput out;
+  rms_norm(x.data(), buffer_of(norm_), h, c.rms_norm_eps, hbuf.data());
+  at::Tensor hidden = at::empty({1, 1, h}, at::kFloat);
+  std::copy(hbuf.begin(), hbuf.end(), hidden.data_ptr<float>());
+  if (opt.compute_logits) {
+    at::Tensor logits = at::empty({1, 1, c.vocab_size}, at::kFloat);
+    quant_gemv(quant_lm_head_, hbuf.data(), 1, logits.data_ptr<float>());
+    out.logits = logits.to(options_.dtype);
+  }
+  out.hidden = hidden.to(options_.dtype);
+  return out;
+}
+
+}  // namespace icae
