@@ -79,12 +79,9 @@ std::vector<int64_t> encode_plain(const tok::Tokenizer& tokenizer, const std::st
   return out;
 }
 
-std::vector<int64_t> encode_chat_prompt(const TextModel& m, const std::string& user, const std::string& system) {
+std::vector<int64_t> encode_chat(const TextModel& m, const std::vector<tok::ChatMessage>& messages) {
   ICAE_CHECK(!m.chat_format.empty(), ErrorKind::Unsupported,
              m.path + ": cannot tell which chat template this model uses; run without chat formatting");
-  std::vector<tok::ChatMessage> messages;
-  if (!system.empty()) messages.push_back({"system", system});
-  messages.push_back({"user", user});
   tok::ChatTemplateOptions o;
   o.default_system = m.default_system;
   const std::string text = tok::render_chat(tok::parse_chat_format(m.chat_format), messages, o);
@@ -93,6 +90,13 @@ std::vector<int64_t> encode_chat_prompt(const TextModel& m, const std::string& u
   std::vector<int64_t> out;
   for (auto id : m.tokenizer->encode(text, e)) out.push_back(id);
   return out;
+}
+
+std::vector<int64_t> encode_chat_prompt(const TextModel& m, const std::string& user, const std::string& system) {
+  std::vector<tok::ChatMessage> messages;
+  if (!system.empty()) messages.push_back({"system", system});
+  messages.push_back({"user", user});
+  return encode_chat(m, messages);
 }
 
 std::string StreamPrinter::push(int64_t id) {

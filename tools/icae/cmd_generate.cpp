@@ -138,13 +138,7 @@ void run_chat(const GenArgs& a) {
     std::cerr << "> " << std::flush;
     if (!std::getline(std::cin, line) || line.empty()) break;
     history.push_back({"user", line});
-    tok::ChatTemplateOptions t;
-    t.default_system = m.default_system;
-    const std::string text = tok::render_chat(tok::parse_chat_format(m.chat_format), history, t);
-    tok::EncodeOptions e;
-    e.parse_special = true;
-    std::vector<int64_t> prompt;
-    for (auto id : m.tokenizer->encode(text, e)) prompt.push_back(id);
+    const std::vector<int64_t> prompt = encode_chat(m, history);
     history.push_back({"assistant", stream(m, prompt, a)});
   }
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "icae/model/transformer.h"
+#include "icae/tokenizer/chat_template.h"
 #include "icae/tokenizer/tokenizer.h"
 
 namespace icae {
@@ -29,7 +30,9 @@ TextModel load_text_model(const std::string& path, const TextModelOptions& optio
 
 // Token ids for text (no special tokens parsed, no BOS added).
 std::vector<int64_t> encode_plain(const tok::Tokenizer& tokenizer, const std::string& text);
-// Chat-formatted prompt for one user message (with the model's template and default system).
+// Chat-formatted prompt (the model's template and default system, the assistant's turn opened).
+std::vector<int64_t> encode_chat(const TextModel& m, const std::vector<tok::ChatMessage>& messages);
+// The same for one user message.
 std::vector<int64_t> encode_chat_prompt(const TextModel& m, const std::string& user, const std::string& system = "");
 
 // Prints text for a growing list of ids as it becomes valid UTF-8 (streaming output).
