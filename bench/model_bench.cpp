@@ -74,6 +74,8 @@ const std::vector<std::string>& shape_names() {
 }
 
 ModelConfig shape_config(const std::string& name) {
+  // Any other size: a config.json (Hugging Face format) given by path.
+  if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) return ModelConfig::from_file(name);
   ModelConfig c;
   c.model_type = "llama";
   c.max_position_embeddings = 4096;
@@ -433,7 +435,7 @@ int main(int argc, char** argv) {
   for (const auto& n : shape_names()) shapes += (shapes.empty() ? "" : ", ") + n;
   auto* shape_opt = app.add_option("--shape", o.shape,
                                    "random model of a built-in shape (" + shapes +
-                                       "): weights normal(0, 0.02), norms 1");
+                                       ") or a config.json path for any other size: weights normal(0, 0.02), norms 1");
   model_opt->excludes(shape_opt);
   app.add_option("--layers", o.layers,
                  "with --shape: keep only N layers (N >= 2 to also report per-layer and extrapolated "
