@@ -255,3 +255,25 @@ TEST(IcaeLora, AllTargetModulesTrainAndLeaveTheDecoderAlone) {
 }
 
 }  // namespace
+
+#include "icae/infer/slot_file.h"
+
+namespace {
+
+TEST(SlotFile, RoundTripsAndRefusesAnotherBase) {
+  Fixture f = load("tiny-llama");
+  at::NoGradGuard no_grad;
+  const auto context = to_ids(f.golden.at("context_ids"));
+  at::Tensor slots = f.icae->compress(context);
+  const std::string path = ::testing::TempDir() + "icae_slots.safetensors";
+  save_slots(path, *f.icae, slots, static_cast<int64_t>(context.size()));
+  SlotFile back = load_slots(path, *f.icae);
+  EXPECT_TRUE(at::equal(back.slots, slots));
+  EXPECT_EQ(back.context_tokens, 75);
+  EXPECT_EQ(back.mem_size, 8);
+  // Slots of one base model are meaningless to another.
+  Fixture other = load("tiny-mistral");
+  EXPECT_THROW(load_slots(path, *other.icae), Error);
+}
+
+}  // namespace
