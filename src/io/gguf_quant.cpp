@@ -8,13 +8,6 @@
 
 namespace icae {
 
-namespace {
-// Declared in gguf_model.cpp's namespace; repeated here as the row operation on raw blocks.
-at::Tensor unpermute_rows(const at::Tensor& rows, int64_t n_head) {
-  const int64_t half = rows.size(0) / n_head / 2;
-  return rows.reshape({n_head, half, 2, rows.size(1)}).transpose(1, 2).reshape(rows.sizes()).contiguous();
-}
-}  // namespace
 
 std::unordered_map<std::string, QuantMatrix> load_gguf_quantized(const std::string& path) {
   const gguf::GgufFile f = gguf::GgufFile::open(path);
@@ -41,7 +34,7 @@ std::unordered_map<std::string, QuantMatrix> load_gguf_quantized(const std::stri
     m.data = at::from_blob(const_cast<uint8_t*>(info.data), {m.rows, row_bytes}, at::kByte).clone();
     const bool is_q = info.name.find(".attn_q.") != std::string::npos;
     const bool is_k = info.name.find(".attn_k.") != std::string::npos;
-    if (permute && (is_q || is_k)) m.data = unpermute_rows(m.data, is_q ? c.num_attention_heads : c.num_key_value_heads);
+    if (permute && (is_q || is_k)) m.data = unpermute_rotary_rows(m.data, is_q ? c.num_attention_heads : c.num_key_value_heads);  // rows = blocks
     m.prepare();
     out.emplace(hf, std::move(m));
   }
