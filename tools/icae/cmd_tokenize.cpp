@@ -26,6 +26,30 @@ std::string read_stdin() {
   return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
 }
 
+// --jsonl: calls f(json, line number) for each non-empty stdin line; errors name the line.
+template <typename F>
+void for_each_json_line(F&& f) {
+  std::ios::sync_with_stdio(false);
+  std::string line;
+  size_t n = 0;
+  while (std::getline(std::cin, line)) {
+    ++n;
+    if (line.empty() || line == "\r") continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(ErrorKind::BadInput, "stdin line " + std::to_string(n) + ": not valid JSON: " + e.what());
+    }
+    try {
+      f(j, n);
+    } catch (const Error& e) {
+      if (std::string(e.what()).rfind("stdin line", 0) == 0) throw;
+      throw Error(e.kind(), "stdin line " + std::to_string(n) + ": " + e.what());
+    }
+  }
+}
+
 void print_ids(const std::vector<tok::TokenId>& ids, char sep) {
   std::string line;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -46,27 +70,12 @@ void run_tokenize(const TokenizeArgs& a) {
     std::cout << "\n";
     return;
   }
-  std::ios::sync_with_stdio(false);
-  std::string line;
-  size_t n = 0;
-  while (std::getline(std::cin, line)) {
-    ++n;
-    if (line.empty() || line == "\r") continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(ErrorKind::BadInput, "stdin line " + std::to_string(n) + ": not valid JSON: " + e.what());
-    }
+  for_each_json_line([&](const nlohmann::json& j, size_t n) {
     if (!j.is_string()) fail(ErrorKind::BadInput, "stdin line " + std::to_string(n) + ": expected a JSON string");
-    try {
-      std::cout << '[';
-      print_ids(tok.encode(j.get_ref<const std::string&>(), opt), ',');
-      std::cout << "]\n";
-    } catch (const Error& e) {
-      throw Error(e.kind(), "stdin line " + std::to_string(n) + ": " + e.what());
-    }
-  }
+    std::cout << '[';
+    print_ids(tok.encode(j.get_ref<const std::string&>(), opt), ',');
+    std::cout << "]\n";
+  });
 }
 
 std::vector<tok::TokenId> parse_ids(const nlohmann::json& j, size_t line) {
@@ -101,24 +110,9 @@ void run_detokenize(const TokenizeArgs& a) {
     std::cout << tok.decode(ids, opt);
     return;
   }
-  std::ios::sync_with_stdio(false);
-  std::string line;
-  size_t n = 0;
-  while (std::getline(std::cin, line)) {
-    ++n;
-    if (line.empty() || line == "\r") continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(ErrorKind::BadInput, "stdin line " + std::to_string(n) + ": not valid JSON: " + e.what());
-    }
-    try {
-      std::cout << nlohmann::json(tok.decode(parse_ids(j, n), opt)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    } catch (const Error& e) {
-      throw Error(e.kind(), "stdin line " + std::to_string(n) + ": " + e.what());
-    }
-  }
+  for_each_json_line([&](const nlohmann::json& j, size_t n) {
+    std::cout << nlohmann::json(tok.decode(parse_ids(j, n), opt)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  });
 }
 
 void setup_tokenize(CLI::App& root) {
