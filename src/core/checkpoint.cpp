@@ -38,12 +38,14 @@ void save_adapter(const std::string& path, const Icae& icae, const AdapterInfo& 
       {"special_ids",
        {{"pad", ids.pad}, {"mem_first", ids.mem_first}, {"mem_last", ids.mem_last}, {"ae", ids.ae},
         {"lm", ids.lm}, {"ft", ids.ft}}},
+      {"projector", projector_name(icae.config().projector)},
       {"chat_template", info.chat_template},
       {"notes", info.notes},
   };
+  if (!info.training.is_null()) header["training"] = info.training;
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (auto& [name, t] : icae.lora().named_tensors(kPrefix)) tensors.emplace_back(name, t.detach().to(at::kFloat));
-  tensors.emplace_back(kMemoryKey, icae.memory_embed().detach().to(at::kFloat));
+  const at::ScalarType type = info.store_dtype.value_or(at::kFloat);
+  for (auto& [name, t] : icae.named_trainable()) tensors.emplace_back(name, t.detach().to(type));
   save_safetensors(path, tensors, {{"format", "pt"}, {"icae", header.dump()}});
 }
 
@@ -82,6 +84,8 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
       config.lora.alpha = l.at("alpha").get<double>();
       config.lora.dropout = l.value("dropout", 0.0);
       config.lora.target_modules = l.at("target_modules").get<std::vector<std::string>>();
+      config.projector = parse_projector(header.value("projector", "none"));
+      if (header.contains("training")) out.info.training = header.at("training");
     } catch (const nlohmann::json::exception& e) {
       fail(ErrorKind::BadInput, path + ": malformed icae header: " + e.what());
     }
@@ -107,6 +111,7 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
   std::map<std::pair<int64_t, int>, LoraPair> pairs;
   std::set<std::string> targets;
   at::Tensor memory;
+  std::vector<std::pair<std::string, at::Tensor>> projector_tensors;
   TensorLoadOptions topts;
   topts.float_dtype = at::kFloat;
   topts.device = base->device();
@@ -114,6 +119,8 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
     std::smatch m;
     if (view.name == kMemoryKey) {
       memory = to_tensor(view, topts);
+    } else if (SlotProjector::is_projector_key(view.name) && !out.released_layout) {
+      projector_tensors.emplace_back(view.name, to_tensor(view, topts));
     } else if (std::regex_match(view.name, m, lora_key)) {
       const int64_t layer = std::stoll(m[1]);
       ICAE_CHECK(layer < mc.num_hidden_layers, ErrorKind::Mismatch,
@@ -156,7 +163,13 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
   ICAE_CHECK(memory.size(1) == mc.hidden_size, ErrorKind::Mismatch,
              path + ": memory_token_embed has width " + std::to_string(memory.size(1)) + ", the base model's hidden size is " +
                  std::to_string(mc.hidden_size));
-  out.icae = std::make_unique<Icae>(base, config, std::move(lora), memory);
+  SlotProjector projector;
+  try {
+    projector = SlotProjector::from_tensors(config.projector, mc.hidden_size, projector_tensors);
+  } catch (const Error& e) {
+    fail(e.kind(), path + ": " + e.what());
+  }
+  out.icae = std::make_unique<Icae>(base, config, std::move(lora), memory, std::move(projector));
   return out;
 }
 

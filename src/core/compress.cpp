@@ -12,6 +12,14 @@ at::Tensor Icae::compress(const std::vector<int64_t>& context, bool training) co
 
 std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64_t>>& contexts,
                                              bool training) const {
+  CompressOptions o;
+  o.training = training;
+  return compress_batch(contexts, o);
+}
+
+std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64_t>>& contexts,
+                                             const CompressOptions& options) const {
+  const double rate = options.rate > 0 ? options.rate : config_.compression_rate;
   const int64_t k = config_.mem_size;
   // Every segment of every context becomes one row: [segment tokens, mem_1 .. mem_k, pad ...].
   // Right padding needs no attention mask: with causal attention no real position sees a pad.
@@ -26,7 +34,7 @@ std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64
       ICAE_CHECK(id >= 0 && id < ids_.vocab, ErrorKind::BadInput,
                  "context token id " + std::to_string(id) + " is not in the base vocab [0, " +
                      std::to_string(ids_.vocab) + ")");
-    const SegmentPlan plan = plan_segments(static_cast<int64_t>(contexts[c].size()), k, config_.compression_rate);
+    const SegmentPlan plan = plan_segments(static_cast<int64_t>(contexts[c].size()), k, rate);
     for (const auto& [b, e] : plan.ranges) rows.push_back({c, b, e - b});
     segments_per_context.push_back(plan.num_segments);
   }
@@ -44,18 +52,24 @@ std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64
   in.inputs_embeds = embed_mixed(ids);
   ForwardOptions opt;
   opt.lora = &lora_;
-  opt.training = training;
+  opt.training = options.training;
+  opt.generator = options.generator;
   opt.compute_logits = false;
   at::Tensor hidden = base_->forward(in, opt).hidden;  // [rows, width, H]
 
-  // Gather each row's k memory positions, then concatenate the segments of each context.
+  // Gather each row's k memory positions (one index_select), project them, then concatenate
+  // the segments of each context.
+  std::vector<int64_t> gather;
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t j = 0; j < k; ++j) gather.push_back(static_cast<int64_t>(r) * width + rows[r].length + j);
+  at::Tensor slots = hidden.reshape({-1, hidden.size(-1)})
+                         .index_select(0, at::tensor(gather, at::kLong).to(hidden.device()));  // [rows k, H]
+  slots = projector_.apply(slots);
   std::vector<at::Tensor> out;
-  size_t row = 0;
+  int64_t row = 0;
   for (size_t c = 0; c < contexts.size(); ++c) {
-    std::vector<at::Tensor> parts;
-    for (int64_t s = 0; s < segments_per_context[c]; ++s, ++row)
-      parts.push_back(hidden[static_cast<int64_t>(row)].narrow(0, rows[row].length, k));
-    out.push_back(parts.size() == 1 ? parts[0] : at::cat(parts, 0));
+    out.push_back(slots.narrow(0, row * k, segments_per_context[c] * k));
+    row += segments_per_context[c];
   }
   return out;
 }

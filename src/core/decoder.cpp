@@ -28,36 +28,68 @@ at::Tensor Icae::decoder_loss(const std::vector<int64_t>& ids, const std::vector
 at::Tensor Icae::decoder_loss_batch(const std::vector<std::vector<int64_t>>& ids,
                                     const std::vector<std::vector<int64_t>>& labels,
                                     const std::vector<at::Tensor>& slots) const {
+  return decoder_row_losses(ids, labels, slots).mean();
+}
+
+int64_t RowLosses::total() const {
+  int64_t n = 0;
+  for (int64_t c : counts) n += c;
+  return n;
+}
+
+at::Tensor RowLosses::mean() const {
+  ICAE_CHECK(total() > 0, ErrorKind::BadInput, "no labelled token in the batch: the loss is undefined");
+  return sums.sum() / static_cast<double>(total());
+}
+
+RowLosses Icae::decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
+                                   const std::vector<std::vector<int64_t>>& labels,
+                                   const std::vector<at::Tensor>& slots) const {
   ICAE_CHECK(ids.size() == labels.size() && ids.size() == slots.size() && !ids.empty(), ErrorKind::Usage,
              "decoder_loss_batch: ids, labels and slots must have the same, non-zero count");
+  const int64_t v = base_->config().vocab_size;
   int64_t width = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     ICAE_CHECK(ids[i].size() == labels[i].size(), ErrorKind::BadInput,
                "decoder sequence and labels differ in length (" + std::to_string(ids[i].size()) + " vs " +
                    std::to_string(labels[i].size()) + ")");
+    for (int64_t l : labels[i])
+      ICAE_CHECK(l == -100 || (l >= 0 && l < v), ErrorKind::BadInput,
+                 "label " + std::to_string(l) + " is outside the base vocab [0, " + std::to_string(v) + ")");
     width = std::max<int64_t>(width, static_cast<int64_t>(ids[i].size()));
   }
-  // Right padding (zero embeddings, label -100): with causal attention nothing real sees it.
+  // Right padding (zero embeddings): with causal attention nothing real sees it.
+  RowLosses out;
   std::vector<at::Tensor> rows;
-  std::vector<int64_t> flat_labels(ids.size() * width, -100);
+  std::vector<int64_t> positions, targets, row_of;  // position t predicts labels[t + 1]
   for (size_t i = 0; i < ids.size(); ++i) {
     at::Tensor e = decoder_embeddings(ids[i], slots[i]);
     const int64_t pad = width - e.size(0);
     if (pad > 0) e = at::cat({e, at::zeros({pad, e.size(1)}, e.options())}, 0);
     rows.push_back(e);
-    std::copy(labels[i].begin(), labels[i].end(), flat_labels.begin() + i * width);
+    int64_t count = 0;
+    for (size_t t = 0; t + 1 < labels[i].size(); ++t)
+      if (labels[i][t + 1] != -100) {
+        positions.push_back(static_cast<int64_t>(i) * width + static_cast<int64_t>(t));
+        targets.push_back(labels[i][t + 1]);
+        row_of.push_back(static_cast<int64_t>(i));
+        ++count;
+      }
+    out.counts.push_back(count);
   }
   ForwardInput in;
   in.inputs_embeds = at::stack(rows, 0);
-  at::Tensor logits = base_->forward(in).logits;  // [B, T, V] over the base vocab only
-  const int64_t v = logits.size(-1);
-  at::Tensor lab = at::tensor(flat_labels, at::kLong).view({static_cast<int64_t>(ids.size()), width}).to(logits.device());
-  at::Tensor shifted_logits = logits.narrow(1, 0, width - 1).reshape({-1, v}).to(at::kFloat);
-  at::Tensor shifted_labels = lab.narrow(1, 1, width - 1).reshape({-1});
-  for (int64_t l : flat_labels)
-    ICAE_CHECK(l == -100 || (l >= 0 && l < v), ErrorKind::BadInput,
-               "label " + std::to_string(l) + " is outside the base vocab [0, " + std::to_string(v) + ")");
-  return at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Mean, -100);
+  ForwardOptions fo;
+  fo.compute_logits = false;
+  at::Tensor hidden = base_->forward(in, fo).hidden;  // [B, T, H]
+  const at::Device dev = hidden.device();
+  out.sums = at::zeros({static_cast<int64_t>(ids.size())}, hidden.options().dtype(at::kFloat));
+  if (positions.empty()) return out;
+  at::Tensor picked = hidden.reshape({-1, hidden.size(-1)}).index_select(0, at::tensor(positions, at::kLong).to(dev));
+  at::Tensor logits = base_->lm_head(picked).to(at::kFloat);  // [N, V] over the base vocab
+  at::Tensor ce = at::cross_entropy_loss(logits, at::tensor(targets, at::kLong).to(dev), {}, at::Reduction::None);
+  out.sums = out.sums.index_add(0, at::tensor(row_of, at::kLong).to(dev), ce);
+  return out;
 }
 
 }  // namespace icae

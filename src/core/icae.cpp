@@ -58,10 +58,13 @@ Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, uint64_t 
   at::Tensor m = at::empty({config_.mem_size + 3, mc.hidden_size}, at::kFloat);
   m.normal_(0.0, std, gen);
   memory_embed_ = m.to(base_->device(), train_type);
+  projector_ = SlotProjector(config_.projector, mc.hidden_size, 1.0, base_->device(), seed);
 }
 
-Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapter lora, at::Tensor memory_embed)
-    : base_(std::move(base)), config_(std::move(config)), lora_(std::move(lora)) {
+Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapter lora, at::Tensor memory_embed,
+           SlotProjector projector)
+    : base_(std::move(base)), config_(std::move(config)), lora_(std::move(lora)), projector_(std::move(projector)) {
+  ICAE_CHECK(projector_.kind() == config_.projector, ErrorKind::Internal, "projector kind differs from the config");
   ICAE_CHECK(base_ != nullptr, ErrorKind::Internal, "Icae needs a base model");
   const ModelConfig& mc = base_->config();
   ids_ = SpecialIds::make(mc.vocab_size, config_.mem_size);
@@ -89,15 +92,44 @@ Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapt
   memory_embed_ = memory_embed.to(base_->device());
 }
 
+std::vector<std::pair<std::string, at::Tensor>> Icae::named_trainable() const {
+  auto out = lora_.named_tensors("icae.");
+  out.emplace_back("memory_token_embed.weight", memory_embed_);
+  for (auto& nt : projector_.named_tensors()) out.push_back(nt);
+  return out;
+}
+
 std::vector<at::Tensor> Icae::trainable_parameters() const {
-  std::vector<at::Tensor> out = lora_.parameters();
-  out.push_back(memory_embed_);
+  std::vector<at::Tensor> out;
+  for (auto& [name, t] : named_trainable()) out.push_back(t);
   return out;
 }
 
 void Icae::set_trainable(bool on) {
   lora_.set_requires_grad(on);
   memory_embed_.requires_grad_(on);
+  for (auto& t : projector_.parameters()) t.requires_grad_(on);
+}
+
+double Icae::calibrate_projector(const std::vector<std::vector<int64_t>>& contexts) {
+  if (!projector_.active() || contexts.empty()) return 1.0;
+  at::NoGradGuard no_grad;
+  projector_.set_scale(1.0);
+  const SlotProjector saved = projector_;
+  projector_ = SlotProjector();  // raw slots
+  std::vector<at::Tensor> raw;
+  try {
+    raw = compress_batch(contexts, false);
+  } catch (...) {
+    projector_ = saved;
+    throw;
+  }
+  projector_ = saved;
+  const double slot_norm = at::cat(raw, 0).to(at::kFloat).norm(2, {-1}).mean().item<double>();
+  const double embed_norm = base_->embedding_weight().to(at::kFloat).norm(2, {-1}).mean().item<double>();
+  const double s = slot_norm > 0 ? embed_norm / slot_norm : 1.0;
+  projector_.set_scale(s);
+  return s;
 }
 
 at::Tensor Icae::embed_mixed(const at::Tensor& ids_in) const {

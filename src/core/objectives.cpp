@@ -6,8 +6,9 @@
 
 namespace icae {
 
-int64_t slot_count(const IcaeConfig& config, int64_t context_length) {
-  return plan_segments(context_length, config.mem_size, config.compression_rate).num_segments * config.mem_size;
+int64_t slot_count(const IcaeConfig& config, int64_t context_length, double rate) {
+  return plan_segments(context_length, config.mem_size, rate > 0 ? rate : config.compression_rate).num_segments *
+         config.mem_size;
 }
 
 std::vector<int64_t> ae_prefix(const Icae& icae, int64_t num_slots) {
@@ -16,10 +17,10 @@ std::vector<int64_t> ae_prefix(const Icae& icae, int64_t num_slots) {
   return ids;
 }
 
-TrainingSample make_ae_sample(const Icae& icae, const std::vector<int64_t>& context, int64_t eos_id) {
+TrainingSample make_ae_sample(const Icae& icae, const std::vector<int64_t>& context, int64_t eos_id, double rate) {
   TrainingSample s;
   s.context = context;
-  s.ids = ae_prefix(icae, slot_count(icae.config(), static_cast<int64_t>(context.size())));
+  s.ids = ae_prefix(icae, slot_count(icae.config(), static_cast<int64_t>(context.size()), rate));
   s.labels.assign(s.ids.size(), -100);
   s.ids.insert(s.ids.end(), context.begin(), context.end());
   s.labels.insert(s.labels.end(), context.begin(), context.end());
@@ -29,11 +30,12 @@ TrainingSample make_ae_sample(const Icae& icae, const std::vector<int64_t>& cont
 }
 
 std::optional<TrainingSample> make_lm_sample(const Icae& icae, const std::vector<int64_t>& context,
-                                             const std::vector<int64_t>& continuation, const LmOptions& o) {
+                                             const std::vector<int64_t>& continuation, const LmOptions& o,
+                                             double rate) {
   if (static_cast<int64_t>(continuation.size()) < o.min_tokens_for_lm) return std::nullopt;
   TrainingSample s;
   s.context = context;
-  s.ids.assign(slot_count(icae.config(), static_cast<int64_t>(context.size())), icae.ids().mem_first);
+  s.ids.assign(slot_count(icae.config(), static_cast<int64_t>(context.size()), rate), icae.ids().mem_first);
   if (o.use_lm_token) s.ids.push_back(icae.ids().lm);
   s.labels.assign(s.ids.size(), -100);
   for (size_t i = 0; i < continuation.size(); ++i) {

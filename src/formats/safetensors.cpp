@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -183,21 +184,41 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   std::string text = header.dump();
   while (text.size() % 8 != 0) text.push_back(' ');  // keeps the data 8-byte aligned
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(ErrorKind::Io, tmp + ": cannot create: " + std::strerror(errno));
-    uint64_t n = text.size();
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (size_t i = 0; i < tensors.size(); ++i)
-      out.write(static_cast<const char*>(tensors[i].data), static_cast<std::streamsize>(sizes[i]));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail(ErrorKind::Io, tmp + ": write failed (disk full?)");
+  // POSIX I/O so the data can be fsync'ed before the rename: after a crash or power loss the
+  // file under `path` is either the old one or the complete new one, never a torn write.
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(ErrorKind::Io, tmp + ": cannot create: " + std::strerror(errno));
+  auto write_all = [&](const void* data, uint64_t n) {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ssize_t w = ::write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        const std::string why = std::strerror(errno);
+        ::close(fd);
+        std::remove(tmp.c_str());
+        fail(ErrorKind::Io, tmp + ": write failed: " + why);
+      }
+      p += w;
+      n -= static_cast<uint64_t>(w);
     }
+  };
+  uint64_t n = text.size();
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+  write_all(len, 8);
+  write_all(text.data(), text.size());
+  // Failure injection for tests: a process killed in the middle of writing `path` (matched by
+  // substring) must leave the previous file intact. Never set outside tests.
+  const char* crash = std::getenv("ICAE_TEST_CRASH_WRITING");
+  const bool crash_here = crash && *crash && path.find(crash) != std::string::npos;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (crash_here && i == tensors.size() / 2) ::_exit(86);
+    write_all(tensors[i].data, sizes[i]);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    std::remove(tmp.c_str());
+    fail(ErrorKind::Io, tmp + ": cannot flush to disk: " + std::strerror(errno));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());

@@ -2,6 +2,7 @@
 // without a GPU still compiles them; at run time they are used only for CUDA devices.
 #include "icae/util/device.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 
 #include <fstream>
@@ -10,6 +11,7 @@
 #ifdef ICAE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -32,6 +34,38 @@ int64_t cpu_peak_rss() {
   return 0;
 }
 }  // namespace
+
+at::Device parse_device(const std::string& name) {
+  if (name == "cpu") return at::kCPU;
+  if (name.rfind("cuda", 0) == 0) {
+    ICAE_CHECK(at::hasCUDA(), ErrorKind::Usage, "--device " + name + ": no CUDA device is available here");
+    try {
+      return at::Device(name);
+    } catch (const std::exception&) {
+      fail(ErrorKind::Usage, "--device: cannot parse '" + name + "'");
+    }
+  }
+  fail(ErrorKind::Usage, "--device must be cpu, cuda or cuda:N, got '" + name + "'");
+}
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "f32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  if (name == "f16") return at::kHalf;
+  fail(ErrorKind::Usage, "--dtype must be f32, bf16 or f16, got '" + name + "'");
+}
+
+at::Generator make_generator(at::Device device, uint64_t seed) {
+#ifdef ICAE_WITH_CUDA
+  if (device.is_cuda()) {
+    at::Generator g = at::cuda::detail::createCUDAGenerator(device.index() < 0 ? 0 : device.index());
+    g.set_current_seed(seed);
+    return g;
+  }
+#endif
+  ICAE_CHECK(device.is_cpu(), ErrorKind::Unsupported, "random generators on " + device.str() + " are not supported");
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
 
 bool built_with_cuda() {
 #ifdef ICAE_WITH_CUDA

@@ -59,9 +59,19 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
-// scale * B (A dropout(x)) for one LoRA pair.
-at::Tensor lora_delta(const at::Tensor& x, const LoraPair& pair, double scale, double dropout, bool training) {
-  at::Tensor in = (training && dropout > 0) ? at::dropout(x, dropout, true) : x;
+// scale * B (A dropout(x)) for one LoRA pair. Dropout draws from the run's own generator when
+// one is given, so that a resumed training run continues the same random stream.
+at::Tensor lora_delta(const at::Tensor& x, const LoraPair& pair, double scale, double dropout, bool training,
+                      at::Generator* gen) {
+  at::Tensor in = x;
+  if (training && dropout > 0) {
+    if (gen) {
+      at::Tensor keep = at::empty(x.sizes(), x.options().dtype(at::kFloat)).bernoulli_(1.0 - dropout, *gen);
+      in = x * (keep * (1.0 / (1.0 - dropout))).to(x.scalar_type());
+    } else {
+      in = at::dropout(x, dropout, true);
+    }
+  }
   // Adapter tensors may be float32 masters while the model runs in bf16: cast per call.
   const at::ScalarType t = x.scalar_type();
   return at::linear(at::linear(in, pair.A.to(t)), pair.B.to(t)) * scale;
@@ -288,7 +298,7 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
   const double scale = lora ? lora->scale() : 0.0;
   const double dropout = lora ? lora->config().dropout : 0.0;
   auto add_lora = [&](at::Tensor& out, const at::Tensor& in, int64_t layer, Proj p) {
-    if (lora && !merged && lora->targets(p)) out = out + lora_delta(in, lora->pair(layer, p), scale, dropout, opt.training);
+    if (lora && !merged && lora->targets(p)) out = out + lora_delta(in, lora->pair(layer, p), scale, dropout, opt.training, opt.generator);
   };
 
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {

@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include "icae/util/device.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
@@ -24,19 +26,8 @@ ModelLoadOptions resolve(const RunOptions& o) {
   // 0 keeps libtorch's default: one thread per physical core, or OMP_NUM_THREADS when set.
   if (o.threads > 0) at::set_num_threads(o.threads);
   ModelLoadOptions m;
-  if (o.device == "cpu") {
-    m.device = at::kCPU;
-  } else if (o.device.rfind("cuda", 0) == 0) {
-    ICAE_CHECK(at::hasCUDA(), ErrorKind::Usage, "--device " + o.device + ": no CUDA device is available here");
-    try {
-      m.device = at::Device(o.device);
-    } catch (const std::exception&) {
-      fail(ErrorKind::Usage, "--device: cannot parse '" + o.device + "'");
-    }
-  } else {
-    fail(ErrorKind::Usage, "--device must be cpu, cuda or cuda:N, got '" + o.device + "'");
-  }
-  m.dtype = o.dtype == "bf16" ? at::kBFloat16 : o.dtype == "f16" ? at::kHalf : at::kFloat;
+  m.device = parse_device(o.device);
+  m.dtype = parse_dtype(o.dtype);
   m.quantized_decode = !o.dense_decode;
   return m;
 }

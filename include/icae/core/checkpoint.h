@@ -4,6 +4,7 @@
 // header (safetensors __metadata__ "icae") with everything needed to use the adapter: base
 // model identity and weight fingerprint, k, rate, LoRA config, special ids, chat template.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,8 @@ struct AdapterInfo {
   std::string base_fingerprint;    // Transformer::fingerprint() of the base it was trained on
   std::string chat_template = "none";  // FT template (see core/templates.h)
   std::string notes;               // free text: how it was trained
+  nlohmann::json training;         // how it was trained (options, steps, data), when known
+  std::optional<at::ScalarType> store_dtype;  // tensors' dtype in the file (default float32)
 };
 
 struct AdapterLoadOptions {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "icae/core/projector.h"
 #include "icae/model/lora.h"
 #include "icae/model/transformer.h"
 
@@ -30,6 +31,21 @@ struct IcaeConfig {
   int64_t mem_size = 128;          // k: memory slots per segment
   double compression_rate = 4.0;   // mean tokens per slot; segments of at most k * rate tokens
   LoraConfig lora;
+  ProjectorKind projector = ProjectorKind::None;  // slots -> decoder inputs (see projector.h)
+};
+
+struct CompressOptions {
+  bool training = false;              // LoRA dropout on
+  at::Generator* generator = nullptr; // dropout's random stream (nullptr: the global one)
+  double rate = 0;                    // tokens per slot for this call; 0: the config's rate
+};
+
+// Per-row sums of the decoder's token losses (for AE / LM / FT losses of one mixed batch).
+struct RowLosses {
+  at::Tensor sums;              // [B] float32, differentiable
+  std::vector<int64_t> counts;  // labelled tokens per row
+  int64_t total() const;
+  at::Tensor mean() const;      // sums.sum() / total(): the batch's token-level mean
 };
 
 // How a context of L tokens is cut: n = ceil(L / (k r)) segments of s = ceil(L / n) tokens
@@ -47,7 +63,8 @@ class Icae {
   // base embedding), LoRA A Kaiming-uniform, B zero. Seeded, so reproducible.
   Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, uint64_t seed = 0);
   // An ICAE with given tensors (from a checkpoint): shapes are checked against the base.
-  Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapter lora, at::Tensor memory_embed);
+  Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapter lora, at::Tensor memory_embed,
+       SlotProjector projector = {});
 
   const Transformer& base() const { return *base_; }
   std::shared_ptr<const Transformer> base_ptr() const { return base_; }
@@ -57,10 +74,20 @@ class Icae {
   const LoraAdapter& lora() const { return lora_; }
   at::Tensor& memory_embed() { return memory_embed_; }            // [k + 3, H]
   const at::Tensor& memory_embed() const { return memory_embed_; }
+  SlotProjector& projector() { return projector_; }
+  const SlotProjector& projector() const { return projector_; }
+  // Sets the linear projector's initial scale s = mean |base embedding row| / mean |raw slot| on
+  // these contexts (no-op without a projector). Returns s.
+  double calibrate_projector(const std::vector<std::vector<int64_t>>& contexts);
 
-  // Trainable tensors (LoRA + memory embeddings) and their count.
+  // Trainable tensors (LoRA, then memory embeddings, then the projector's) under their file names.
   std::vector<at::Tensor> trainable_parameters() const;
+  std::vector<std::pair<std::string, at::Tensor>> named_trainable() const;
   void set_trainable(bool on);
+  void set_lora_dropout(double p) {
+    config_.lora.dropout = p;
+    lora_.set_dropout(p);
+  }
 
   // --- Encoder (adapter on) ---
   // Memory slots [n k, H] of one context (token ids of the base vocab), segments in order.
@@ -69,6 +96,8 @@ class Icae {
   // compressing each alone (up to float rounding).
   std::vector<at::Tensor> compress_batch(const std::vector<std::vector<int64_t>>& contexts,
                                          bool training = false) const;
+  std::vector<at::Tensor> compress_batch(const std::vector<std::vector<int64_t>>& contexts,
+                                         const CompressOptions& options) const;
 
   // --- Decoder (adapter off) ---
   // Embeddings [T, H] for a decoder id sequence: base ids embed normally, each placeholder
@@ -81,6 +110,11 @@ class Icae {
   at::Tensor decoder_loss_batch(const std::vector<std::vector<int64_t>>& ids,
                                 const std::vector<std::vector<int64_t>>& labels,
                                 const std::vector<at::Tensor>& slots) const;
+  // The same batch, per-row loss sums: logits only at labelled positions (the LM head is the
+  // largest matmul of a small model; slot and prompt positions need none).
+  RowLosses decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
+                               const std::vector<std::vector<int64_t>>& labels,
+                               const std::vector<at::Tensor>& slots) const;
 
   // Embeddings of ids that may include memory/special ids (encoder input).
   at::Tensor embed_mixed(const at::Tensor& ids) const;
@@ -91,6 +125,7 @@ class Icae {
   SpecialIds ids_;
   LoraAdapter lora_;
   at::Tensor memory_embed_;
+  SlotProjector projector_;
 };
 
 // Parameter report: trainable tensors of an ICAE on a base config, and their share of it.

@@ -31,13 +31,16 @@ struct LmOptions {
   bool use_lm_token = true;         // put the LM special token after the slots
 };
 
-// Slots a context of this many tokens compresses into (n segments x k).
-int64_t slot_count(const IcaeConfig& config, int64_t context_length);
+// Slots a context of this many tokens compresses into (n segments x k), at the config's rate
+// or at `rate` tokens per slot when given (> 0; a curriculum changes it during training).
+int64_t slot_count(const IcaeConfig& config, int64_t context_length, double rate = 0);
 
-TrainingSample make_ae_sample(const Icae& icae, const std::vector<int64_t>& context, int64_t eos_id);
+TrainingSample make_ae_sample(const Icae& icae, const std::vector<int64_t>& context, int64_t eos_id,
+                              double rate = 0);
 // nullopt when the continuation is shorter than min_tokens_for_lm.
 std::optional<TrainingSample> make_lm_sample(const Icae& icae, const std::vector<int64_t>& context,
-                                             const std::vector<int64_t>& continuation, const LmOptions& options);
+                                             const std::vector<int64_t>& continuation, const LmOptions& options,
+                                             double rate = 0);
 
 // The text around [slots, FT, prompt] for instruction fine-tuning and answering.
 struct FtTemplate {

@@ -59,6 +59,7 @@ class LoraAdapter {
   void init_for_training(uint64_t seed);
 
   const LoraConfig& config() const { return config_; }
+  void set_dropout(double p) { config_.dropout = p; }  // e.g. to fine-tune a loaded adapter
   double scale() const { return config_.scale(); }
   bool targets(Proj p) const { return targeted_[static_cast<int>(p)]; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }

@@ -3,6 +3,7 @@
 // (LoRA adapter, KV cache) is passed in, so one model serves encoder and decoder at once.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
 #include <cstdint>
@@ -54,6 +55,7 @@ struct ForwardOptions {
   const LoraAdapter* lora = nullptr;  // nullptr: the plain base model (ICAE decoder)
   KVCache* cache = nullptr;           // read past keys/values and append the new ones
   bool training = false;              // enables LoRA dropout
+  at::Generator* generator = nullptr; // LoRA dropout's random stream (nullptr: the global one)
   bool compute_logits = true;         // false: hidden states only (ICAE encoder)
   bool last_position_only = false;    // logits of the last position only (generation)
 };

@@ -1,7 +1,9 @@
 // Device helpers for timing and memory measurement, one API for CPU and CUDA: benchmarks need
 // to wait for queued GPU work before reading a clock, and to report peak memory on either device.
 #pragma once
+#include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <string>
@@ -18,6 +20,12 @@ void synchronize(at::Device device);
 // the process's peak resident set (VmHWM) on the CPU, which cannot be reset.
 int64_t peak_memory_bytes(at::Device device);
 void reset_peak_memory(at::Device device);
+// "cpu", "cuda", "cuda:N" -> a device; clear errors when CUDA is asked for but absent.
+at::Device parse_device(const std::string& name);
+// "f32", "bf16", "f16" -> a scalar type.
+at::ScalarType parse_dtype(const std::string& name);
+// A seeded random generator of the device's kind (its state can be saved and restored).
+at::Generator make_generator(at::Device device, uint64_t seed);
 // "NVIDIA H200" / the CPU model name, for benchmark reports.
 std::string device_name(at::Device device);
 

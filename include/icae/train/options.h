@@ -1,0 +1,74 @@
+// Every option of a training run (icae pretrain / icae finetune). Saved whole as
+// RUN_DIR/config.json, so `--resume RUN_DIR` continues with exactly the same settings.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace icae::train {
+
+struct TrainOptions {
+  std::string mode = "pretrain";        // pretrain (AE + LM on text) | finetune (PwC instruction data)
+  std::string model;                    // base model: HF folder or .gguf
+  std::string tokenizer;                // optional tokenizer.json override
+  std::vector<std::string> train_data;  // files / folders
+  std::vector<std::string> eval_data;
+  std::string out;                      // the run folder
+  std::string init;                     // finetune: adapter file or run folder to start from
+  std::string templ = "none";           // finetune: FT template (none|mistral|llama2|llama3|chatml)
+
+  // ICAE
+  int64_t mem_size = 128;               // k
+  double rate = 4.0;                    // tokens per slot
+  int64_t max_context = 512;
+  std::string projector = "linear";     // none | linear | mlp
+  int64_t lora_r = 128;
+  double lora_alpha = 32.0;
+  double lora_dropout = 0.05;
+  std::vector<std::string> targets = {"q_proj", "v_proj"};
+
+  // Objectives
+  double lm_ratio = 0.5;                // pretrain: share of LM samples
+  int64_t leave_tokens_for_lm = 8;
+  int64_t min_tokens_for_lm = 64;
+  int64_t curriculum_steps = 0;         // tokens per slot grow from 1 to `rate` over these updates
+  bool split_blocks = false;
+
+  // Optimisation
+  int64_t batch = 8;
+  int64_t accum = 1;
+  double lr = 1e-4;
+  double mem_lr = 0;                    // memory embeddings + projector; 0: same as lr
+  int64_t warmup = 300;
+  std::string schedule = "cosine";      // cosine | linear | constant
+  int64_t steps = 1000;
+  double weight_decay = 0.0;
+  double clip = 2.0;
+  uint64_t seed = 42;
+  int64_t shuffle_buffer = 512;
+
+  // Observation
+  int64_t eval_every = 100;
+  int64_t save_every = 100;
+  int64_t log_every = 10;
+  int64_t eval_samples = 32;            // held-out contexts for the eval losses
+  int64_t eval_generate = 4;            // of which greedily reconstructed for BLEU
+  int64_t plateau_check_step = 500;     // warn when eval AE loss is still near plain LM by then
+
+  // Execution
+  std::string device = "cpu";
+  std::string dtype = "bf16";
+  int threads = 0;
+  bool activation_checkpointing = false;
+  bool deterministic = false;
+  bool strict_data = false;
+};
+
+nlohmann::json to_json(const TrainOptions& o);
+// Missing keys keep their defaults; unknown keys are an error (a typo in a hand-edited config).
+TrainOptions options_from_json(const nlohmann::json& j);
+// Range and consistency checks with messages naming the option.
+void validate(const TrainOptions& o);
+
+}  // namespace icae::train

@@ -1,0 +1,70 @@
+// The training loop of icae pretrain / icae finetune (see src/train/trainer.cpp, read it top to
+// bottom like llm.c's train_gpt2.c main loop). A run lives in one folder:
+//   config.json              every option, the base model's fingerprint, the data files
+//   metrics.jsonl            one JSON object per log step and per evaluation
+//   checkpoint.safetensors   the full training state (resume from it)
+//   adapter.safetensors      the latest good weights, usable as --adapter
+#pragma once
+#include <ATen/core/Generator.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "icae/core/icae.h"
+#include "icae/infer/text_model.h"
+#include "icae/train/data.h"
+#include "icae/train/metrics_log.h"
+#include "icae/train/options.h"
+#include "icae/train/samples.h"
+#include "icae/train/step.h"
+#include "icae/train/training_state.h"
+
+namespace icae::train {
+
+struct EvalResult {
+  nlohmann::json metrics;  // eval_ae_loss, eval_lm_loss, eval_plain_lm_loss, eval_ae_bleu, ...
+};
+
+class Trainer {
+ public:
+  // A new run in options.out (refuses a folder that already holds one).
+  static std::unique_ptr<Trainer> start(const TrainOptions& options);
+  // Continues the run in run_dir from its checkpoint; `steps` may extend it.
+  static std::unique_ptr<Trainer> resume(const std::string& run_dir, std::optional<int64_t> steps = std::nullopt);
+
+  // Trains until options().steps updates are done or a stop is requested (SIGINT/SIGTERM),
+  // saving at the end. Returns 0 when done or stopped, 3 after a non-finite loss (the last
+  // good checkpoint is kept).
+  int run();
+  // One update on the next batch from the stream.
+  StepStats step();
+  EvalResult evaluate();
+  void save();
+
+  const TrainOptions& options() const { return options_; }
+  const TrainingProgress& progress() const { return progress_; }
+  Icae& icae() { return *icae_; }
+  const TextModel& text_model() const { return text_; }
+
+ private:
+  Trainer(TrainOptions options, bool resuming);
+  std::vector<MicroBatch> next_batch(double rate);
+  nlohmann::json step_record(const StepStats& s, double lr) const;
+
+  TrainOptions options_;
+  TextModel text_;
+  std::unique_ptr<Icae> icae_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::optional<at::Generator> generator_;
+  std::shared_ptr<BadDataLog> bad_data_;
+  std::unique_ptr<ExampleStream> stream_;
+  std::vector<Example> eval_examples_;
+  SampleOptions sample_options_;
+  TrainingProgress progress_;
+  std::unique_ptr<MetricsLog> metrics_;
+  std::string base_fingerprint_;
+  double last_good_loss_ = 0;
+};
+
+}  // namespace icae::train

@@ -1,0 +1,447 @@
+// The training loop. Reading order: start()/resume() build a run, run() is the loop, step() is
+// one update, evaluate() the held-out measurements, save() the checkpoint.
+#include "icae/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "icae/core/checkpoint.h"
+#include "icae/eval/text_metrics.h"
+#include "icae/infer/generate.h"
+#include "icae/util/device.h"
+#include "icae/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace icae::train {
+
+namespace {
+
+// --- stop requests: SIGINT / SIGTERM finish the current update, save and exit 0 ------------
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int sig) {
+  g_stop.store(true);
+  std::signal(sig, SIG_DFL);  // a second Ctrl-C stops at once
+}
+
+struct SignalScope {
+  using Handler = void (*)(int);
+  Handler old_int, old_term;
+  SignalScope() {
+    g_stop.store(false);
+    old_int = std::signal(SIGINT, on_stop_signal);
+    old_term = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalScope() {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+  }
+};
+
+std::string run_file(const TrainOptions& o, const char* name) { return (fs::path(o.out) / name).string(); }
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorKind::BadInput, path + ": invalid JSON: " + e.what());
+  }
+}
+
+void write_json_atomic(const std::string& path, const nlohmann::json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    ICAE_CHECK(out.good(), ErrorKind::Io, tmp + ": cannot create");
+    out << j.dump(2) << "\n";
+    ICAE_CHECK(out.good(), ErrorKind::Io, tmp + ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+// The adapter a fine-tuning run starts from: a file, or a run folder's adapter.safetensors.
+std::string init_adapter_path(const std::string& init) {
+  if (fs::is_directory(init)) return (fs::path(init) / "adapter.safetensors").string();
+  return init;
+}
+
+std::vector<int64_t> strip_stop(std::vector<int64_t> ids, int64_t eos) {
+  if (!ids.empty() && ids.back() == eos) ids.pop_back();
+  return ids;
+}
+
+}  // namespace
+
+// --- building a run ------------------------------------------------------------------------
+
+std::unique_ptr<Trainer> Trainer::start(const TrainOptions& options) {
+  validate(options);
+  ICAE_CHECK(!fs::exists(run_file(options, "checkpoint.safetensors")), ErrorKind::Usage,
+             options.out + " already holds a run: continue it with --resume " + options.out +
+                 ", or choose another --out");
+  fs::create_directories(options.out);
+  return std::unique_ptr<Trainer>(new Trainer(options, false));
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, std::optional<int64_t> steps) {
+  const std::string config = (fs::path(run_dir) / "config.json").string();
+  ICAE_CHECK(fs::exists(config), ErrorKind::Io, run_dir + ": no config.json (not a run folder)");
+  nlohmann::json j = read_json(config);
+  TrainOptions o = options_from_json(j.at("options"));
+  o.out = run_dir;
+  if (steps) o.steps = *steps;
+  validate(o);
+  return std::unique_ptr<Trainer>(new Trainer(o, true));
+}
+
+Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)) {
+  if (options_.threads > 0) at::set_num_threads(options_.threads);
+  if (options_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+  TextModelOptions tmo;
+  tmo.load.device = parse_device(options_.device);
+  tmo.load.dtype = parse_dtype(options_.dtype);
+  tmo.tokenizer_path = options_.tokenizer;
+  text_ = load_text_model(options_.model, tmo);
+  base_fingerprint_ = text_.model->fingerprint();
+  const int64_t eos = text_.tokenizer->eos_id();
+  ICAE_CHECK(eos >= 0, ErrorKind::Unsupported, options_.model + ": the tokenizer has no EOS token, which ICAE targets need");
+
+  // The ICAE: new for pretraining, from --init for fine-tuning.
+  const bool finetune = options_.mode == "finetune";
+  if (finetune) {
+    LoadedAdapter a = load_adapter(init_adapter_path(options_.init), text_.model);
+    icae_ = std::move(a.icae);
+    icae_->set_lora_dropout(options_.lora_dropout);
+    // The adapter decides the ICAE's shape; the run's config records it.
+    options_.mem_size = icae_->config().mem_size;
+    options_.rate = icae_->config().compression_rate;
+    options_.lora_r = icae_->config().lora.r;
+    options_.lora_alpha = icae_->config().lora.alpha;
+    options_.targets = icae_->config().lora.target_modules;
+    options_.projector = projector_name(icae_->config().projector);
+  } else {
+    IcaeConfig c;
+    c.mem_size = options_.mem_size;
+    c.compression_rate = options_.rate;
+    c.lora.r = options_.lora_r;
+    c.lora.alpha = options_.lora_alpha;
+    c.lora.dropout = options_.lora_dropout;
+    c.lora.target_modules = options_.targets;
+    c.projector = parse_projector(options_.projector);
+    icae_ = std::make_unique<Icae>(text_.model, c, options_.seed);
+  }
+
+  // Data: the training stream, the held-out examples.
+  DataOptions data;
+  data.kind = finetune ? DataKind::Pwc : DataKind::Text;
+  data.max_context = options_.max_context;
+  data.split_blocks = options_.split_blocks;
+  bad_data_ = std::make_shared<BadDataLog>(options_.strict_data);
+  StreamOptions so;
+  so.seed = options_.seed;
+  so.shuffle_buffer = options_.shuffle_buffer;
+  const auto train_files = list_data_files(options_.train_data);
+  stream_ = std::make_unique<ExampleStream>(train_files, text_.tokenizer, data, so, bad_data_);
+  if (!options_.eval_data.empty()) {
+    BadDataLog eval_log(options_.strict_data);
+    eval_examples_ = read_first_examples(list_data_files(options_.eval_data), *text_.tokenizer, data,
+                                         options_.eval_samples, eval_log);
+    ICAE_CHECK(!eval_examples_.empty(), ErrorKind::BadInput, "the --eval data holds no usable example");
+  }
+  sample_options_.finetune = finetune;
+  sample_options_.lm_ratio = options_.lm_ratio;
+  sample_options_.lm.leave_tokens_for_lm = options_.leave_tokens_for_lm;
+  sample_options_.lm.min_tokens_for_lm = options_.min_tokens_for_lm;
+  sample_options_.seed = options_.seed;
+  sample_options_.eos_id = eos;
+  if (finetune) sample_options_.ft_template = make_ft_template(options_.templ, *text_.tokenizer);
+
+  // A new run calibrates the projector on its first contexts (deterministic: the stream's
+  // first examples, read apart from the stream itself).
+  if (!resuming && icae_->projector().active() && !finetune) {
+    BadDataLog quiet(false, 0);
+    auto first = read_first_examples(train_files, *text_.tokenizer, data, 8, quiet);
+    std::vector<std::vector<int64_t>> contexts;
+    for (auto& e : first) contexts.push_back(e.context);
+    const double s = icae_->calibrate_projector(contexts);
+    std::fprintf(stderr, "projector: %s, initial scale %.4f (mean embedding norm / mean slot norm)\n",
+                 options_.projector.c_str(), s);
+  }
+
+  // Optimizer groups: LoRA at --lr with weight decay; memory embeddings and projector at
+  // --mem-lr without.
+  icae_->set_trainable(true);
+  std::vector<OptimizedTensor> params;
+  const double mem_lr = options_.mem_lr > 0 ? options_.mem_lr : options_.lr;
+  for (auto& [name, t] : icae_->named_trainable()) {
+    const bool lora = name.rfind("icae.", 0) == 0;
+    params.push_back({name, t, lora ? options_.lr : mem_lr, lora ? options_.weight_decay : 0.0});
+  }
+  optimizer_ = std::make_unique<AdamW>(std::move(params), AdamWOptions{});
+  generator_ = make_generator(icae_->base().device(), options_.seed + 17);
+
+  if (resuming) {
+    const std::string ckpt = run_file(options_, "checkpoint.safetensors");
+    ICAE_CHECK(fs::exists(ckpt), ErrorKind::Io, options_.out + ": no checkpoint.safetensors to resume from");
+    progress_ = load_training_state(ckpt, *icae_, *optimizer_, *generator_);
+    std::fprintf(stderr, "resuming %s at step %lld (replaying %lld examples of the data stream)\n",
+                 options_.out.c_str(), static_cast<long long>(progress_.step),
+                 static_cast<long long>(progress_.examples_drawn));
+    stream_->skip_to(progress_.examples_drawn);
+  }
+  metrics_ = std::make_unique<MetricsLog>(run_file(options_, "metrics.jsonl"), resuming ? progress_.step : -1);
+
+  nlohmann::json config = {{"options", to_json(options_)},
+                           {"base_model", {{"path", options_.model}, {"fingerprint", base_fingerprint_}}},
+                           {"train_files", train_files},
+                           {"trainable_parameters", 0}};
+  int64_t n = 0;
+  for (const auto& t : icae_->trainable_parameters()) n += t.numel();
+  config["trainable_parameters"] = n;
+  write_json_atomic(run_file(options_, "config.json"), config);
+}
+
+// --- one update -----------------------------------------------------------------------------
+
+std::vector<MicroBatch> Trainer::next_batch(double rate) {
+  std::vector<MicroBatch> out(static_cast<size_t>(options_.accum));
+  for (auto& mb : out)
+    for (int64_t i = 0; i < options_.batch; ++i) {
+      const int64_t index = stream_->position();
+      Example e = stream_->next();
+      mb.push_back(make_sample(*icae_, e, index, rate, sample_options_));
+    }
+  return out;
+}
+
+StepStats Trainer::step() {
+  const double rate = options_.mode == "finetune"
+                          ? 0.0
+                          : curriculum_rate(options_.rate, options_.curriculum_steps, progress_.step);
+  const auto batch = next_batch(rate);
+  StepConfig sc;
+  sc.lr_factor = lr_factor(parse_schedule(options_.schedule), progress_.step, options_.warmup, options_.steps);
+  sc.clip = options_.clip;
+  sc.rate = rate;
+  sc.generator = &*generator_;
+  StepStats s = train_step(*icae_, *optimizer_, batch, sc);
+  if (s.finite) {
+    ++progress_.step;
+    progress_.examples_drawn = stream_->position();
+    progress_.context_tokens += s.context_tokens;
+    progress_.elapsed_s += s.seconds;
+    progress_.bad_records = bad_data_->count();
+    last_good_loss_ = s.loss;
+  }
+  return s;
+}
+
+nlohmann::json Trainer::step_record(const StepStats& s, double lr) const {
+  nlohmann::json j = {{"step", progress_.step},
+                      {"loss", s.loss},
+                      {"lr", lr},
+                      {"grad_norm", s.grad_norm},
+                      {"tokens_per_s", s.seconds > 0 ? s.context_tokens / s.seconds : 0.0},
+                      {"step_s", s.seconds},
+                      {"examples", progress_.examples_drawn},
+                      {"epoch", stream_->epoch()}};
+  const char* names[3] = {"ae_loss", "lm_loss", "ft_loss"};
+  for (int k = 0; k < 3; ++k)
+    if (s.tokens_by[k] > 0) j[names[k]] = s.loss_by[k];
+  if (options_.curriculum_steps > 0 && options_.mode == "pretrain")
+    j["tokens_per_slot"] = curriculum_rate(options_.rate, options_.curriculum_steps, progress_.step - 1);
+  return j;
+}
+
+// --- evaluation -----------------------------------------------------------------------------
+
+EvalResult Trainer::evaluate() {
+  at::NoGradGuard no_grad;
+  EvalResult r;
+  if (eval_examples_.empty()) return r;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t eos = sample_options_.eos_id;
+  auto batched = [&](const std::vector<Sample>& samples) {
+    std::vector<MicroBatch> mbs;
+    for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(options_.batch))
+      mbs.emplace_back(samples.begin() + i, samples.begin() + std::min(samples.size(), i + options_.batch));
+    return mbs;
+  };
+  nlohmann::json& m = r.metrics;
+  m["step"] = progress_.step;
+  if (options_.mode == "finetune") {
+    std::vector<Sample> ft;
+    for (const auto& e : eval_examples_)
+      ft.push_back(make_sample(*icae_, e, 0, 0.0, sample_options_));
+    m["eval_ft_loss"] = eval_losses(*icae_, batched(ft)).loss;
+  } else {
+    std::vector<Sample> ae, lm, plain;
+    for (const auto& e : eval_examples_) {
+      ae.push_back(make_ae(*icae_, e, eos));
+      if (auto l = make_lm(*icae_, e, sample_options_.lm)) lm.push_back(*l);
+      // The plateau reference: the frozen model on the same text with no slots at all.
+      Sample p;
+      p.seq.context = e.context;
+      p.seq.ids = e.context;
+      p.seq.ids.push_back(eos);
+      p.seq.labels = p.seq.ids;
+      plain.push_back(p);
+    }
+    m["eval_ae_loss"] = eval_losses(*icae_, batched(ae)).loss;
+    if (!lm.empty()) m["eval_lm_loss"] = eval_losses(*icae_, batched(lm)).loss;
+    // Plain LM: run the decoder alone (no compression): its rows have no slot placeholders.
+    {
+      std::vector<std::vector<int64_t>> ids, labels;
+      std::vector<at::Tensor> none;
+      double sum = 0;
+      int64_t count = 0;
+      for (const auto& p : plain) {
+        ids.push_back(p.seq.ids);
+        labels.push_back(p.seq.labels);
+        none.emplace_back();
+        if (static_cast<int64_t>(ids.size()) == options_.batch || &p == &plain.back()) {
+          RowLosses rl = icae_->decoder_row_losses(ids, labels, none);
+          sum += rl.sums.sum().item<double>();
+          count += rl.total();
+          ids.clear();
+          labels.clear();
+          none.clear();
+        }
+      }
+      m["eval_plain_lm_loss"] = count ? sum / count : 0.0;
+    }
+    // Greedy reconstruction of the first few contexts: BLEU-4 and exact-match prefix.
+    const int64_t n = std::min<int64_t>(options_.eval_generate, static_cast<int64_t>(eval_examples_.size()));
+    if (n > 0) {
+      std::vector<eval::Ids> hyps, refs;
+      double prefix = 0, bleu = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const auto& ctx = eval_examples_[i].context;
+        at::Tensor slots = icae_->compress(ctx);
+        GenerateOptions g;
+        g.max_new_tokens = static_cast<int64_t>(ctx.size()) + 1;
+        g.stop_ids = {eos};
+        auto out = generate(icae_->base(), icae_->decoder_embeddings(ae_prefix(*icae_, slots.size(0)), slots), g);
+        hyps.push_back(strip_stop(out.ids, eos));
+        refs.push_back(ctx);
+        bleu += eval::bleu4(hyps.back(), ctx);
+        prefix += static_cast<double>(eval::exact_prefix(hyps.back(), ctx));
+      }
+      m["eval_ae_bleu"] = bleu / n;
+      m["eval_ae_corpus_bleu"] = eval::corpus_bleu4(hyps, refs);
+      m["eval_ae_exact_prefix"] = prefix / n;
+      m["eval_ae_sample"] = text_.tokenizer->decode(std::vector<tok::TokenId>(hyps[0].begin(), hyps[0].end()));
+    }
+  }
+  m["eval_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// --- checkpoints ----------------------------------------------------------------------------
+
+void Trainer::save() {
+  save_training_state(run_file(options_, "checkpoint.safetensors"), *icae_, *optimizer_, *generator_, progress_);
+  AdapterInfo info;
+  info.base_model = fs::path(options_.model).filename().string();
+  info.base_fingerprint = base_fingerprint_;
+  info.chat_template = options_.mode == "finetune" ? options_.templ : "none";
+  info.training = {{"mode", options_.mode},
+                   {"step", progress_.step},
+                   {"examples", progress_.examples_drawn},
+                   {"context_tokens", progress_.context_tokens},
+                   {"elapsed_s", progress_.elapsed_s},
+                   {"options", to_json(options_)}};
+  info.notes = "trained by icae " + options_.mode + " (" + std::to_string(progress_.step) + " updates)";
+  save_adapter(run_file(options_, "adapter.safetensors"), *icae_, info);
+}
+
+// --- the loop -------------------------------------------------------------------------------
+
+int Trainer::run() {
+  SignalScope signals;
+  Progress progress(options_.steps);
+  const Schedule schedule = parse_schedule(options_.schedule);
+  bool warned_plateau = false;
+  double window_tokens = 0, window_seconds = 0;
+  int exit_code = 0;
+  if (progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0) {
+    EvalResult e = evaluate();
+    metrics_->write(e.metrics);
+    progress.message("eval @0: " + e.metrics.dump());
+  }
+  while (progress_.step < options_.steps) {
+    const double lr = options_.lr * lr_factor(schedule, progress_.step, options_.warmup, options_.steps);
+    StepStats s = step();
+    if (!s.finite) {
+      progress.message("error: the loss or the gradient became " + std::string(std::isnan(s.loss) ? "NaN" : "infinite") +
+                       " at step " + std::to_string(progress_.step + 1) +
+                       " (no update made). The last good checkpoint is kept in " + options_.out +
+                       "; try a lower --lr or --clip, or --dtype f32.");
+      exit_code = 3;
+      break;
+    }
+    window_tokens += static_cast<double>(s.context_tokens);
+    window_seconds += s.seconds;
+    const bool log_step = progress_.step % options_.log_every == 0 || progress_.step == options_.steps;
+    const double tps = window_seconds > 0 ? window_tokens / window_seconds : 0;
+    const double eta = (options_.steps - progress_.step) * (window_seconds / std::max(1.0, window_tokens)) *
+                       static_cast<double>(s.context_tokens);
+    progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
+    if (log_step) {
+      nlohmann::json rec = step_record(s, lr);
+      rec["tokens_per_s"] = tps;
+      metrics_->write(rec);
+      window_tokens = window_seconds = 0;
+    }
+    const bool eval_now = options_.eval_every > 0 && !eval_examples_.empty() &&
+                          (progress_.step % options_.eval_every == 0 || progress_.step == options_.steps);
+    if (eval_now) {
+      EvalResult e = evaluate();
+      const auto& m = e.metrics;
+      if (m.contains("eval_ae_loss") && progress_.step >= options_.plateau_check_step &&
+          m["eval_ae_loss"].get<double>() >= 0.95 * m["eval_plain_lm_loss"].get<double>()) {
+        e.metrics["plateau_warning"] = true;
+        if (!warned_plateau)
+          progress.message("warning: after " + std::to_string(progress_.step) +
+                           " updates the held-out AE loss is still within 5% of the plain-LM loss of the same text: the "
+                           "slots carry little. Try --projector linear, --curriculum N, a higher --mem-lr or a longer "
+                           "warm-up.");
+        warned_plateau = true;
+      }
+      metrics_->write(e.metrics);
+      char line[256];
+      std::snprintf(line, sizeof line, "eval @%lld: ae %.4f  lm %.4f  plain-lm %.4f  ft %.4f  bleu %.3f  (%.1fs)",
+                    static_cast<long long>(progress_.step), m.value("eval_ae_loss", 0.0), m.value("eval_lm_loss", 0.0),
+                    m.value("eval_plain_lm_loss", 0.0), m.value("eval_ft_loss", 0.0), m.value("eval_ae_bleu", 0.0),
+                    m.value("eval_s", 0.0));
+      progress.message(line);
+    }
+    const bool stop = g_stop.load();
+    if ((options_.save_every > 0 && progress_.step % options_.save_every == 0) || progress_.step == options_.steps ||
+        stop) {
+      save();
+    }
+    if (stop) {
+      progress.message("stopped by a signal at step " + std::to_string(progress_.step) + "; saved. Continue with: icae " +
+                       options_.mode + " --resume " + options_.out);
+      break;
+    }
+  }
+  progress.finish();
+  if (bad_data_->count() > 0)
+    std::fprintf(stderr, "note: %lld bad records were skipped (first: %s)\n", static_cast<long long>(bad_data_->count()),
+                 bad_data_->messages().empty() ? "?" : bad_data_->messages().front().c_str());
+  return exit_code;
+}
+
+}  // namespace icae::train
