@@ -54,6 +54,7 @@ std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64
   opt.lora = &lora_;
   opt.training = options.training;
   opt.generator = options.generator;
+  opt.activation_checkpointing = options.activation_checkpointing;
   opt.compute_logits = false;
   at::Tensor hidden = base_->forward(in, opt).hidden;  // [rows, width, H]
 

@@ -44,7 +44,7 @@ at::Tensor RowLosses::mean() const {
 
 RowLosses Icae::decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
                                    const std::vector<std::vector<int64_t>>& labels,
-                                   const std::vector<at::Tensor>& slots) const {
+                                   const std::vector<at::Tensor>& slots, bool activation_checkpointing) const {
   ICAE_CHECK(ids.size() == labels.size() && ids.size() == slots.size() && !ids.empty(), ErrorKind::Usage,
              "decoder_loss_batch: ids, labels and slots must have the same, non-zero count");
   const int64_t v = base_->config().vocab_size;
@@ -81,6 +81,7 @@ RowLosses Icae::decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
   in.inputs_embeds = at::stack(rows, 0);
   ForwardOptions fo;
   fo.compute_logits = false;
+  fo.activation_checkpointing = activation_checkpointing;
   at::Tensor hidden = base_->forward(in, fo).hidden;  // [B, T, H]
   const at::Device dev = hidden.device();
   out.sums = at::zeros({static_cast<int64_t>(ids.size())}, hidden.options().dtype(at::kFloat));

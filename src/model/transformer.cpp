@@ -3,13 +3,16 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <set>
 #include <sstream>
 
 #include "icae/model/kv_cache.h"
 #include "icae/model/lora.h"
 #include "icae/util/error.h"
+#include "checkpointing.h"
 #include "rope.h"
 
 namespace icae {
@@ -57,24 +60,6 @@ bool use_quant(const QuantMatrix* q, const at::Tensor& x) {
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}, const QuantMatrix* q = nullptr) {
   if (use_quant(q, x)) return b.defined() ? quant_linear(x, *q) + b : quant_linear(x, *q);
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
-
-// scale * B (A dropout(x)) for one LoRA pair. Dropout draws from the run's own generator when
-// one is given, so that a resumed training run continues the same random stream.
-at::Tensor lora_delta(const at::Tensor& x, const LoraPair& pair, double scale, double dropout, bool training,
-                      at::Generator* gen) {
-  at::Tensor in = x;
-  if (training && dropout > 0) {
-    if (gen) {
-      at::Tensor keep = at::empty(x.sizes(), x.options().dtype(at::kFloat)).bernoulli_(1.0 - dropout, *gen);
-      in = x * (keep * (1.0 / (1.0 - dropout))).to(x.scalar_type());
-    } else {
-      in = at::dropout(x, dropout, true);
-    }
-  }
-  // Adapter tensors may be float32 masters while the model runs in bf16: cast per call.
-  const at::ScalarType t = x.scalar_type();
-  return at::linear(at::linear(in, pair.A.to(t)), pair.B.to(t)) * scale;
 }
 
 // Hugging Face's LlamaRMSNorm: normalise in float32, cast back, then scale by the weight.
@@ -265,6 +250,131 @@ void Transformer::attach_quantized(const std::unordered_map<std::string, QuantMa
   quant_lm_head_ = fused({config_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"});
 }
 
+// What every layer of one forward call shares, held by value: activation checkpointing reruns a
+// layer after forward() has returned.
+struct LayerCall {
+  at::Tensor cos, sin;
+  std::optional<at::Tensor> mask;  // see build_mask
+  bool is_causal = false;
+  const LoraAdapter* lora = nullptr;  // unmerged adapter whose deltas are added, or nullptr
+  bool merged = false;
+  const LoraAdapter* merged_lora = nullptr;
+  KVCache* cache = nullptr;
+  bool training = false;
+  at::Generator* generator = nullptr;
+};
+
+namespace {
+
+// Attention as explicit matmuls + softmax (float32) for CPU training: ATen's CPU flash-attention
+// backward took 4.5 s of a 15 s SmolLM2 update (8 x 161 tokens, bf16), this path a fraction.
+// q [B, Hq, T, D], k and v [B, Hkv, S, D]; query heads share key/value heads in groups of Hq / Hkv.
+at::Tensor attention_for_training(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const std::optional<at::Tensor>& mask, bool is_causal) {
+  const int64_t b = q.size(0), hq = q.size(1), t = q.size(2), d = q.size(3), hkv = k.size(1), s = k.size(2);
+  const int64_t g = hq / hkv;
+  // The scale goes on q (D wide) rather than on the scores (S wide); the mask is added, not
+  // filled in, so its backward is a plain pass-through.
+  at::Tensor qg = (q * (1.0 / std::sqrt(static_cast<double>(d)))).reshape({b, hkv, g * t, d});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).to(at::kFloat).view({b, hkv, g, t, s});
+  const float inf = std::numeric_limits<float>::infinity();
+  if (mask) {
+    at::Tensor bias = at::zeros(mask->sizes(), q.options().dtype(at::kFloat)).masked_fill_(mask->logical_not(), -inf);
+    scores = scores + bias.view({mask->size(0), 1, 1, t, s});
+  } else if (is_causal) {
+    scores = scores + at::full({t, s}, -inf, q.options().dtype(at::kFloat)).triu(s - t + 1);
+  }
+  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({b, hkv, g * t, s});
+  return at::matmul(probs, v).view({b, hq, t, d});
+}
+
+// x with LoRA deltas of the targeted members of a fused projection group added: one delta
+// tensor for the whole group (zeros for untargeted members) instead of narrow + add + cat,
+// whose backward fills full-size zero tensors. `in` is the group's (shared) input; one dropout
+// mask serves all of the group's projections.
+at::Tensor add_group_lora(const at::Tensor& out, const at::Tensor& in, const LoraAdapter& lora, int64_t layer,
+                          const std::vector<std::pair<Proj, int64_t>>& members, bool training, at::Generator* gen) {
+  bool any = false;
+  for (const auto& [p, width] : members) any = any || lora.targets(p);
+  if (!any) return out;
+  at::Tensor x = in;
+  const double dropout = lora.config().dropout;
+  if (training && dropout > 0) {
+    if (gen) {
+      at::Tensor keep = at::empty(in.sizes(), in.options().dtype(at::kFloat)).bernoulli_(1.0 - dropout, *gen);
+      x = in * (keep * (1.0 / (1.0 - dropout))).to(in.scalar_type());
+    } else {
+      x = at::dropout(in, dropout, true);
+    }
+  }
+  const at::ScalarType t = in.scalar_type();
+  std::vector<at::Tensor> parts;
+  for (const auto& [p, width] : members) {
+    if (lora.targets(p)) {
+      const LoraPair& pair = lora.pair(layer, p);
+      parts.push_back(at::linear(at::linear(x, pair.A.to(t)), pair.B.to(t)) * lora.scale());
+    } else {
+      std::vector<int64_t> shape = out.sizes().vec();
+      shape.back() = width;
+      parts.push_back(at::zeros(shape, out.options()));
+    }
+  }
+  return out + (parts.size() == 1 ? parts[0] : at::cat(parts, -1));
+}
+
+}  // namespace
+
+at::Tensor Transformer::layer_forward(int64_t l, at::Tensor x, const LayerCall& c) const {
+  const int64_t b = x.size(0), t = x.size(1);
+  const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads, d = config_.head_dim;
+  const int64_t inter = config_.intermediate_size;
+  const LoraAdapter* lora = c.lora;
+  const LayerWeights& w = layers_[l];
+  const MergedLayer* m = c.merged ? &c.merged_lora->merged_layer(l) : nullptr;
+  const QuantLayer* ql = quant_layers_.empty() ? nullptr : &quant_layers_[l];
+  // The quantised copy stands for the base weight only: not where a merged adapter replaces it.
+  auto quant = [&](const QuantMatrix QuantLayer::*field, at::Tensor MergedLayer::*merged_field) -> const QuantMatrix* {
+    if (!ql || (m && (m->*merged_field).defined())) return nullptr;
+    return &(ql->*field);
+  };
+  auto pick = [&](const at::Tensor& base, at::Tensor MergedLayer::*field) -> const at::Tensor& {
+    return (m && (m->*field).defined()) ? m->*field : base;
+  };
+  auto group = [&](const at::Tensor& out, const at::Tensor& in, std::vector<std::pair<Proj, int64_t>> members) {
+    return lora ? add_group_lora(out, in, *lora, l, members, c.training, c.generator) : out;
+  };
+  // --- attention block
+  at::Tensor h = rms_norm(x, w.input_norm, config_.rms_norm_eps);
+  at::Tensor qkv = project(h, pick(w.qkv, &MergedLayer::qkv), w.qkv_bias, quant(&QuantLayer::qkv, &MergedLayer::qkv));  // [B, T, (Hq + 2 Hkv) D]
+  qkv = group(qkv, h, {{Proj::Q, hq * d}, {Proj::K, hkv * d}, {Proj::V, hkv * d}});
+  // split (not narrow): its backward concatenates instead of filling full-size zeros.
+  auto qk_v = at::split_with_sizes(qkv, {(hq + hkv) * d, hkv * d}, -1);
+  // Rotary embedding of queries and keys together: one set of kernels instead of two.
+  at::Tensor qk = rope::apply(qk_v[0].view({b, t, hq + hkv, d}).transpose(1, 2), c.cos, c.sin);  // [B, Hq + Hkv, T, D]
+  auto q_k = at::split_with_sizes(qk, {hq, hkv}, 1);
+  at::Tensor q = q_k[0];                                           // [B, Hq, T, D]
+  at::Tensor k = q_k[1];                                           // [B, Hkv, T, D]
+  at::Tensor v = qk_v[1].view({b, t, hkv, d}).transpose(1, 2);
+  if (c.cache) std::tie(k, v) = c.cache->append(l, k, v);         // [B, Hkv, past + T, D]
+  at::Tensor attn = (x.device().is_cpu() && at::GradMode::is_enabled())
+                        ? attention_for_training(q, k, v, c.mask, c.is_causal)
+                        : at::scaled_dot_product_attention(q, k, v, c.mask, 0.0, c.is_causal, std::nullopt,
+                                                           /*enable_gqa=*/hkv != hq);
+  attn = attn.transpose(1, 2).reshape({b, t, hq * d});
+  at::Tensor o = project(attn, pick(w.o, &MergedLayer::o), {}, quant(&QuantLayer::o, &MergedLayer::o));
+  o = group(o, attn, {{Proj::O, config_.hidden_size}});
+  x = x + o;
+  // --- MLP block (SwiGLU)
+  h = rms_norm(x, w.post_norm, config_.rms_norm_eps);
+  at::Tensor gu = project(h, pick(w.gate_up, &MergedLayer::gate_up), {}, quant(&QuantLayer::gate_up, &MergedLayer::gate_up));  // [B, T, 2 I]
+  gu = group(gu, h, {{Proj::Gate, inter}, {Proj::Up, inter}});
+  auto gate_up = at::split_with_sizes(gu, {inter, inter}, -1);
+  at::Tensor act = at::silu(gate_up[0]) * gate_up[1];
+  at::Tensor down = project(act, pick(w.down, &MergedLayer::down), {}, quant(&QuantLayer::down, &MergedLayer::down));
+  down = group(down, act, {{Proj::Down, config_.hidden_size}});
+  return x + down;
+}
+
 ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptions& opt) const {
   ICAE_CHECK(input.input_ids.defined() != input.inputs_embeds.defined(), ErrorKind::Usage,
              "forward needs exactly one of input_ids and inputs_embeds");
@@ -276,78 +386,47 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
                  shape_str(x.sizes()));
   const int64_t b = x.size(0), t = x.size(1);
   const int64_t past = opt.cache ? opt.cache->length() : 0;
-  const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads, d = config_.head_dim;
   const LoraAdapter* lora = opt.lora;
   if (lora) {
     ICAE_CHECK(lora->num_layers() == config_.num_hidden_layers, ErrorKind::Mismatch,
                "LoRA adapter has " + std::to_string(lora->num_layers()) + " layers, the model " +
                    std::to_string(config_.num_hidden_layers));
   }
-
   at::Tensor positions = input.position_ids.defined()
                              ? input.position_ids.to(options_.device).to(at::kLong)
                              : at::arange(past, past + t, at::TensorOptions().device(options_.device).dtype(at::kLong))
                                    .unsqueeze(0)
                                    .expand({b, t});
-  auto [cos, sin] = rope::cos_sin(inv_freq_, positions, options_.dtype);
-  const AttentionMask mask = build_mask(input.attention_mask, past, t, options_.device);
   ICAE_CHECK(!(lora && lora->merged() && opt.training), ErrorKind::Usage,
              "a merged LoRA adapter cannot be trained: unmerge() it first");
+  LayerCall call;
+  std::tie(call.cos, call.sin) = rope::cos_sin(inv_freq_, positions, options_.dtype);
+  const AttentionMask mask = build_mask(input.attention_mask, past, t, options_.device);
+  call.mask = mask.mask;
+  call.is_causal = mask.is_causal;
   // A merged adapter lives in its own copies of the touched weights: no per-call deltas.
-  const bool merged = lora && lora->merged();
-  const double scale = lora ? lora->scale() : 0.0;
-  const double dropout = lora ? lora->config().dropout : 0.0;
-  auto add_lora = [&](at::Tensor& out, const at::Tensor& in, int64_t layer, Proj p) {
-    if (lora && !merged && lora->targets(p)) out = out + lora_delta(in, lora->pair(layer, p), scale, dropout, opt.training, opt.generator);
-  };
+  call.merged = lora && lora->merged();
+  call.merged_lora = call.merged ? lora : nullptr;
+  call.lora = call.merged ? nullptr : lora;
+  call.cache = opt.cache;
+  call.training = opt.training;
+  call.generator = opt.generator;
 
+  const bool checkpoint = opt.activation_checkpointing && at::GradMode::is_enabled() && !opt.cache;
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const LayerWeights& w = layers_[l];
-    const MergedLayer* m = merged ? &lora->merged_layer(l) : nullptr;
-    const QuantLayer* ql = quant_layers_.empty() ? nullptr : &quant_layers_[l];
-    // The quantised copy stands for the base weight only: not where a merged adapter replaces it.
-    auto quant = [&](const QuantMatrix QuantLayer::*field, at::Tensor MergedLayer::*merged_field) -> const QuantMatrix* {
-      if (!ql || (m && (m->*merged_field).defined())) return nullptr;
-      return &(ql->*field);
-    };
-    auto pick = [&](const at::Tensor& base, at::Tensor MergedLayer::*field) -> const at::Tensor& {
-      return (m && (m->*field).defined()) ? m->*field : base;
-    };
-    // --- attention block
-    at::Tensor h = rms_norm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor qkv = project(h, pick(w.qkv, &MergedLayer::qkv), w.qkv_bias, quant(&QuantLayer::qkv, &MergedLayer::qkv));                       // [B, T, (Hq + 2 Hkv) D]
-    if (lora && !merged && (lora->targets(Proj::Q) || lora->targets(Proj::K) || lora->targets(Proj::V))) {
-      at::Tensor q = qkv.narrow(-1, 0, hq * d), k = qkv.narrow(-1, hq * d, hkv * d),
-                 v = qkv.narrow(-1, (hq + hkv) * d, hkv * d);
-      add_lora(q, h, l, Proj::Q);
-      add_lora(k, h, l, Proj::K);
-      add_lora(v, h, l, Proj::V);
-      qkv = at::cat({q, k, v}, -1);
+    if (!checkpoint) {
+      x = layer_forward(l, x, call);
+      continue;
     }
-    // Rotary embedding of queries and keys together: one set of kernels instead of two.
-    at::Tensor qk = rope::apply(qkv.narrow(-1, 0, (hq + hkv) * d).view({b, t, hq + hkv, d}).transpose(1, 2),
-                                cos, sin);                             // [B, Hq + Hkv, T, D]
-    at::Tensor q = qk.narrow(1, 0, hq);                                // [B, Hq, T, D]
-    at::Tensor k = qk.narrow(1, hq, hkv);                              // [B, Hkv, T, D]
-    at::Tensor v = qkv.narrow(-1, (hq + hkv) * d, hkv * d).view({b, t, hkv, d}).transpose(1, 2);
-    if (opt.cache) std::tie(k, v) = opt.cache->append(l, k, v);        // [B, Hkv, past + T, D]
-    at::Tensor attn = at::scaled_dot_product_attention(q, k, v, mask.mask, 0.0, mask.is_causal,
-                                                       std::nullopt, /*enable_gqa=*/hkv != hq);
-    attn = attn.transpose(1, 2).reshape({b, t, hq * d});
-    at::Tensor o = project(attn, pick(w.o, &MergedLayer::o), {}, quant(&QuantLayer::o, &MergedLayer::o));
-    add_lora(o, attn, l, Proj::O);
-    x = x + o;
-    // --- MLP block (SwiGLU)
-    h = rms_norm(x, w.post_norm, config_.rms_norm_eps);
-    at::Tensor gu = project(h, pick(w.gate_up, &MergedLayer::gate_up), {}, quant(&QuantLayer::gate_up, &MergedLayer::gate_up));                                // [B, T, 2 I]
-    const int64_t inter = config_.intermediate_size;
-    at::Tensor gate = gu.narrow(-1, 0, inter), up = gu.narrow(-1, inter, inter);
-    add_lora(gate, h, l, Proj::Gate);
-    add_lora(up, h, l, Proj::Up);
-    at::Tensor act = at::silu(gate) * up;
-    at::Tensor down = project(act, pick(w.down, &MergedLayer::down), {}, quant(&QuantLayer::down, &MergedLayer::down));
-    add_lora(down, act, l, Proj::Down);
-    x = x + down;
+    std::vector<at::Tensor> params;  // the layer's trainable inputs (the base weights are frozen)
+    if (call.lora)
+      for (int p = 0; p < kNumProj; ++p)
+        if (call.lora->targets(static_cast<Proj>(p))) {
+          params.push_back(call.lora->pair(l, static_cast<Proj>(p)).A);
+          params.push_back(call.lora->pair(l, static_cast<Proj>(p)).B);
+        }
+    x = checkpointed_layer(x, params, call.generator, options_.device,
+                           [this, l, call](const at::Tensor& in) { return layer_forward(l, in, call); });
   }
   if (opt.cache) opt.cache->advance(t);
 

@@ -1,6 +1,11 @@
 #include "icae/train/data.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -31,6 +36,26 @@ void BadDataLog::report(const std::string& where, const std::string& what) {
 namespace {
 
 bool has_ext(const fs::path& p, const char* ext) { return p.extension() == ext; }
+
+// Data files under a folder, recursively, with POSIX calls: libtorch.so exports its own
+// (newer-ABI) std::filesystem symbols, and walking directories through them has crashed here.
+void walk(const std::string& dir, std::vector<std::string>& out) {
+  DIR* d = ::opendir(dir.c_str());
+  ICAE_CHECK(d != nullptr, ErrorKind::Io, dir + ": cannot read folder: " + std::strerror(errno));
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : names) {
+    const std::string path = dir + "/" + n;
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) walk(path, out);
+    else if (S_ISREG(st.st_mode) && (has_ext(n, ".txt") || has_ext(n, ".jsonl"))) out.push_back(path);
+  }
+}
 
 std::vector<int64_t> tokenize(const tok::Tokenizer& t, const std::string& text) { return encode_plain(t, text); }
 
@@ -82,13 +107,11 @@ std::string read_all(const std::string& path) {
 std::vector<std::string> list_data_files(const std::vector<std::string>& paths) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
-    std::error_code ec;
-    ICAE_CHECK(fs::exists(p, ec), ErrorKind::Io, p + ": no such file or folder");
-    if (fs::is_directory(p, ec)) {
+    struct stat st;
+    ICAE_CHECK(::stat(p.c_str(), &st) == 0, ErrorKind::Io, p + ": no such file or folder");
+    if (S_ISDIR(st.st_mode)) {
       std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(p, ec); it != fs::recursive_directory_iterator(); ++it)
-        if (it->is_regular_file() && (has_ext(it->path(), ".txt") || has_ext(it->path(), ".jsonl")))
-          found.push_back(it->path().string());
+      walk(p, found);
       std::sort(found.begin(), found.end());
       out.insert(out.end(), found.begin(), found.end());
     } else {

@@ -29,7 +29,7 @@ int64_t labelled(const Sample& s) {
 // Forward of one micro-batch; adds per-objective loss sums (detached) to `stats`; returns the
 // sum of its token losses (differentiable when grad mode is on).
 at::Tensor micro_batch_loss(const Icae& icae, const MicroBatch& mb, double rate, bool training, at::Generator* gen,
-                            StepStats& stats, double (&sum_by)[3]) {
+                            bool checkpointing, StepStats& stats, double (&sum_by)[3]) {
   std::vector<std::vector<int64_t>> contexts, ids, labels;
   for (const auto& s : mb) {
     contexts.push_back(s.seq.context);
@@ -41,8 +41,9 @@ at::Tensor micro_batch_loss(const Icae& icae, const MicroBatch& mb, double rate,
   co.training = training;
   co.generator = gen;
   co.rate = rate;
+  co.activation_checkpointing = checkpointing;
   const std::vector<at::Tensor> slots = icae.compress_batch(contexts, co);
-  RowLosses rl = icae.decoder_row_losses(ids, labels, slots);
+  RowLosses rl = icae.decoder_row_losses(ids, labels, slots, checkpointing);
   at::Tensor sums = rl.sums.detach().to(at::kCPU).to(at::kDouble).contiguous();
   const double* p = sums.data_ptr<double>();
   for (size_t i = 0; i < mb.size(); ++i) {
@@ -75,7 +76,7 @@ StepStats train_step(Icae& icae, AdamW& optimizer, const std::vector<MicroBatch>
   double sum_by[3] = {0, 0, 0};
   optimizer.zero_grad();
   for (const auto& mb : micro_batches) {
-    at::Tensor loss = micro_batch_loss(icae, mb, config.rate, true, config.generator, stats, sum_by) /
+    at::Tensor loss = micro_batch_loss(icae, mb, config.rate, true, config.generator, config.activation_checkpointing, stats, sum_by) /
                       static_cast<double>(total);
     loss.backward();
   }
@@ -96,7 +97,7 @@ StepStats eval_losses(const Icae& icae, const std::vector<MicroBatch>& micro_bat
   StepStats stats;
   double sum_by[3] = {0, 0, 0};
   for (const auto& mb : micro_batches)
-    if (!mb.empty()) micro_batch_loss(icae, mb, rate, false, nullptr, stats, sum_by);
+    if (!mb.empty()) micro_batch_loss(icae, mb, rate, false, nullptr, false, stats, sum_by);
   finish(stats, sum_by);
   stats.finite = std::isfinite(stats.loss);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

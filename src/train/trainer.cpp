@@ -66,7 +66,7 @@ void write_json_atomic(const std::string& path, const nlohmann::json& j) {
     out << j.dump(2) << "\n";
     ICAE_CHECK(out.good(), ErrorKind::Io, tmp + ": write failed");
   }
-  fs::rename(tmp, path);
+  ICAE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, ErrorKind::Io, path + ": cannot rename into place");
 }
 
 // The adapter a fine-tuning run starts from: a file, or a run folder's adapter.safetensors.
@@ -234,6 +234,7 @@ StepStats Trainer::step() {
   sc.clip = options_.clip;
   sc.rate = rate;
   sc.generator = &*generator_;
+  sc.activation_checkpointing = options_.activation_checkpointing;
   StepStats s = train_step(*icae_, *optimizer_, batch, sc);
   if (s.finite) {
     ++progress_.step;

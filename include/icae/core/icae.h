@@ -38,6 +38,7 @@ struct CompressOptions {
   bool training = false;              // LoRA dropout on
   at::Generator* generator = nullptr; // dropout's random stream (nullptr: the global one)
   double rate = 0;                    // tokens per slot for this call; 0: the config's rate
+  bool activation_checkpointing = false;
 };
 
 // Per-row sums of the decoder's token losses (for AE / LM / FT losses of one mixed batch).
@@ -114,7 +115,7 @@ class Icae {
   // largest matmul of a small model; slot and prompt positions need none).
   RowLosses decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
                                const std::vector<std::vector<int64_t>>& labels,
-                               const std::vector<at::Tensor>& slots) const;
+                               const std::vector<at::Tensor>& slots, bool activation_checkpointing = false) const;
 
   // Embeddings of ids that may include memory/special ids (encoder input).
   at::Tensor embed_mixed(const at::Tensor& ids) const;

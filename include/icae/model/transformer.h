@@ -18,6 +18,7 @@ namespace icae {
 
 class LoraAdapter;
 class KVCache;
+struct LayerCall;
 
 struct ModelLoadOptions {
   at::Device device = at::kCPU;
@@ -56,6 +57,7 @@ struct ForwardOptions {
   KVCache* cache = nullptr;           // read past keys/values and append the new ones
   bool training = false;              // enables LoRA dropout
   at::Generator* generator = nullptr; // LoRA dropout's random stream (nullptr: the global one)
+  bool activation_checkpointing = false;  // training: keep only layer inputs, recompute in backward
   bool compute_logits = true;         // false: hidden states only (ICAE encoder)
   bool last_position_only = false;    // logits of the last position only (generation)
 };
@@ -100,6 +102,8 @@ class Transformer {
   std::string fingerprint() const;
 
  private:
+  // One decoder layer of a forward call.
+  at::Tensor layer_forward(int64_t layer, at::Tensor x, const LayerCall& call) const;
   // One token of one sequence on the CPU through the quantised weights, in plain loops.
   ForwardOutput decode_step_cpu(const ForwardInput& input, const ForwardOptions& options) const;
 

@@ -29,6 +29,7 @@ struct StepConfig {
   double rate = 0;                    // tokens per slot for this update (curriculum); 0: the config's
   at::Generator* generator = nullptr; // LoRA dropout's stream
   bool update = true;                 // false: forward + backward only (no optimizer step)
+  bool activation_checkpointing = false;
 };
 
 struct StepStats {

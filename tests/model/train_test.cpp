@@ -1,0 +1,352 @@
+// The trainer: first losses equal the goldens, accumulation equals one batch, resumed equals
+// uninterrupted, checkpoints survive a killed write, bad data is named, NaN stops cleanly,
+// SIGTERM saves, plots are SVG.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "icae/core/checkpoint.h"
+#include "icae/io/tensor_io.h"
+#include "icae/tokenizer/tokenizer.h"
+#include "icae/train/data.h"
+#include "icae/train/plot.h"
+#include "icae/train/trainer.h"
+#include "icae/util/error.h"
+#include "test_paths.h"
+#include "tiny_text_model.h"
+
+using namespace icae;
+using namespace icae::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<int64_t> to_ids(const at::Tensor& t) {
+  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+// A fresh temporary folder. (rm, not fs::remove_all: libtorch.so exports its own, newer-ABI
+// std::filesystem symbols and remove_all through them crashes here.)
+std::string temp_dir(const std::string& name) {
+  const fs::path p = fs::path(::testing::TempDir()) / name;
+  EXPECT_EQ(std::system(("rm -rf '" + p.string() + "'").c_str()), 0);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& run) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// Text data for the tiny model: a few chapters of the shared corpus.
+std::string corpus_dir() {
+  static const std::string dir = [] {
+    const std::string d = temp_dir("icae_train_corpus");
+    for (const char* f : {"chapter_1.txt", "chapter_2.txt", "chapter_3.txt"})
+      fs::copy_file(test::shared_dir() + "/corpus/moby-dick/" + f, fs::path(d) / f);
+    return d;
+  }();
+  return dir;
+}
+
+TrainOptions tiny_options(const std::string& model, const std::string& out) {
+  TrainOptions o;
+  o.model = model;
+  o.train_data = {corpus_dir()};
+  o.out = out;
+  o.mem_size = 4;
+  o.rate = 4;
+  o.max_context = 32;
+  o.lora_r = 4;
+  o.targets = {"q_proj", "v_proj", "down_proj"};
+  o.batch = 2;
+  o.accum = 2;
+  o.lr = 1e-3;
+  o.warmup = 0;
+  o.schedule = "constant";
+  o.steps = 20;
+  o.dtype = "f32";
+  o.deterministic = true;
+  o.eval_every = 0;
+  o.save_every = 0;
+  o.log_every = 1;
+  o.lm_ratio = 0.5;
+  o.min_tokens_for_lm = 8;
+  o.shuffle_buffer = 16;
+  return o;
+}
+
+struct Golden {
+  std::shared_ptr<Transformer> base;
+  std::unique_ptr<Icae> icae;
+  TensorMap g;
+};
+
+Golden load_golden(const std::string& name) {
+  Golden f;
+  const std::string dir = test::golden_dir(name);
+  f.base = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  AdapterLoadOptions o;
+  o.lora_alpha = 32;
+  f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;
+  f.g = load_safetensors(dir + "/golden.safetensors");
+  return f;
+}
+
+Sample golden_sample(const Golden& f, const char* key, Objective kind) {
+  Sample s;
+  s.kind = kind;
+  s.seq.context = to_ids(f.g.at("context_ids"));
+  s.seq.ids = to_ids(f.g.at(std::string(key) + "_prompt_answer_ids"));
+  s.seq.labels = to_ids(f.g.at(std::string(key) + "_labels"));
+  return s;
+}
+
+}  // namespace
+
+class TrainGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
+  Golden f = load_golden(GetParam());
+  f.icae->set_trainable(true);
+  std::vector<OptimizedTensor> params;
+  for (auto& [n, t] : f.icae->named_trainable()) params.push_back({n, t, 1e-3, 0.0});
+  AdamW opt(params, {});
+  StepConfig sc;
+  sc.update = false;
+  const std::pair<const char*, Objective> cases[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
+  for (const auto& [key, kind] : cases) {
+    const double want = f.g.at(std::string(key) + "_loss").item<double>();
+    const StepStats s = train_step(*f.icae, opt, {{golden_sample(f, key, kind)}}, sc);
+    EXPECT_NEAR(s.loss, want, 1e-5 * std::abs(want)) << key;
+    EXPECT_NEAR(s.loss_by[static_cast<int>(kind)], want, 1e-5 * std::abs(want)) << key;
+    // The gradient of the memory embeddings equals the golden one too (the step's backward).
+    at::Tensor grad = f.icae->memory_embed().grad();
+    at::Tensor gold = f.g.at(std::string(key) + "_grad_memory_token_embed");
+    EXPECT_LE((grad - gold).abs().max().item<double>() / gold.abs().max().item<double>(), 1e-4) << key;
+  }
+  // All three in one batch: each objective's mean is still its golden loss, and the batch
+  // loss is the token-weighted mean.
+  const StepStats mixed = train_step(
+      *f.icae, opt,
+      {{golden_sample(f, "ae", Objective::AE), golden_sample(f, "lm", Objective::LM), golden_sample(f, "ft", Objective::FT)}},
+      sc);
+  double weighted = 0;
+  int64_t n = 0;
+  for (const auto& [key, kind] : cases) {
+    const double want = f.g.at(std::string(key) + "_loss").item<double>();
+    EXPECT_NEAR(mixed.loss_by[static_cast<int>(kind)], want, 1e-5 * std::abs(want)) << key << " (batched)";
+    weighted += want * mixed.tokens_by[static_cast<int>(kind)];
+    n += mixed.tokens_by[static_cast<int>(kind)];
+  }
+  EXPECT_NEAR(mixed.loss, weighted / n, 1e-5 * mixed.loss);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, TrainGolden, ::testing::Values("tiny-llama", "tiny-mistral"));
+
+TEST(TrainStep, AccumulationEqualsOneBatch) {
+  // batch 3 x accum 1 and batch 1 x accum 3 make the same update (dropout off).
+  auto run = [](bool accumulate) {
+    Golden f = load_golden("tiny-llama");
+    f.icae->set_trainable(true);
+    std::vector<OptimizedTensor> params;
+    for (auto& [n, t] : f.icae->named_trainable()) params.push_back({n, t, 1e-2, 0.01});
+    AdamW opt(params, {});
+    std::vector<Sample> s = {golden_sample(f, "ae", Objective::AE), golden_sample(f, "lm", Objective::LM),
+                             golden_sample(f, "ft", Objective::FT)};
+    std::vector<MicroBatch> mbs = accumulate ? std::vector<MicroBatch>{{s[0]}, {s[1]}, {s[2]}}
+                                             : std::vector<MicroBatch>{{s[0], s[1], s[2]}};
+    train_step(*f.icae, opt, mbs, {});
+    return f.icae->memory_embed().detach().clone();
+  };
+  at::Tensor a = run(false), b = run(true);
+  EXPECT_LE((a - b).abs().max().item<double>(), 1e-6);
+  Golden f = load_golden("tiny-llama");
+  EXPECT_GT((a - f.icae->memory_embed()).abs().max().item<double>(), 1e-4);  // it did move
+}
+
+TEST(Trainer, ResumedRunEqualsUninterrupted) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_resume");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_full"));
+  o.lora_dropout = 0.1;  // the dropout stream must continue exactly too
+  Trainer::start(o)->run();
+  TrainOptions half = o;
+  half.out = temp_dir("icae_run_half");
+  half.steps = 10;
+  Trainer::start(half)->run();
+  Trainer::resume(half.out, 20)->run();
+  const auto full = read_metrics(o.out), resumed = read_metrics(half.out);
+  ASSERT_EQ(full.size(), 20u);
+  ASSERT_EQ(resumed.size(), 20u);
+  for (size_t i = 0; i < full.size(); ++i) {
+    EXPECT_EQ(full[i]["step"], resumed[i]["step"]);
+    const double a = full[i]["loss"], b = resumed[i]["loss"];
+    EXPECT_NEAR(a, b, 1e-6 * std::abs(a)) << "step " << i + 1;
+  }
+  // The adapter of the run loads as an adapter.
+  auto tm = load_text_model(model, {});
+  EXPECT_NO_THROW(load_adapter(o.out + "/adapter.safetensors", tm.model));
+}
+
+TEST(Trainer, RefusesToOverwriteARun) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_refuse");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_refuse"));
+  o.steps = 1;
+  Trainer::start(o)->run();
+  EXPECT_THROW(Trainer::start(o), Error);
+}
+
+TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
+  test::TinyModelOptions mo;
+  mo.nan_weight = true;
+  const std::string model = test::make_tiny_text_model("icae_tiny_nan", mo);
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_nan"));
+  EXPECT_EQ(Trainer::start(o)->run(), 3);
+  EXPECT_FALSE(fs::exists(o.out + "/checkpoint.safetensors"));
+}
+
+TEST(Trainer, KilledCheckpointWriteLeavesThePreviousOne) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_kill");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_kill"));
+  o.steps = 2;
+  Trainer::start(o)->run();
+  // Resume to 4 updates in a child process that dies in the middle of writing the checkpoint.
+  const std::string cmd = "ICAE_TEST_CRASH_WRITING=checkpoint.safetensors " + std::string(ICAE_CLI_PATH) +
+                          " pretrain --resume " + o.out + " --steps 4 >/dev/null 2>&1";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 86);  // the injected crash
+  EXPECT_TRUE(fs::exists(o.out + "/checkpoint.safetensors.tmp"));
+  auto t = Trainer::resume(o.out);
+  EXPECT_EQ(t->progress().step, 2);  // the previous checkpoint, intact
+  EXPECT_EQ(t->run(), 0);
+}
+
+TEST(Trainer, SigtermFinishesTheStepSavesAndExitsZero) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_term");
+  const std::string out = temp_dir("icae_run_term");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cmd = std::string(ICAE_CLI_PATH) + " pretrain --model " + model + " --train " + corpus_dir() +
+                            " --out " + out + " -k 4 --max-context 32 --lora-r 4 --batch 2 --steps 100000 " +
+                            "--dtype f32 --eval-every 0 --save-every 0 --log-every 1 >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first logged update, then ask it to stop.
+  for (int i = 0; i < 600 && read_metrics(out).size() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_GE(read_metrics(out).size(), 2u);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(fs::exists(out + "/checkpoint.safetensors"));
+  EXPECT_GE(Trainer::resume(out)->progress().step, 2);
+}
+
+TEST(TrainData, BadRecordsAreNamedAndSkipped) {
+  const std::string dir = temp_dir("icae_bad_data");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(fs::path(dir) / name, std::ios::binary) << text;
+    return (fs::path(dir) / name).string();
+  };
+  auto tok = std::make_shared<tok::Tokenizer>(
+      tok::Tokenizer::from_file(test::shared_dir() + "/testdata/tokenizers/llama2/tokenizer.json"));
+  DataOptions text;
+  text.min_context = 1;
+  DataOptions pwc;
+  pwc.kind = DataKind::Pwc;
+  pwc.max_context = 20;
+  struct Case {
+    std::string file, content, expect;
+    DataOptions opts;
+  };
+  const std::string long_input(400, 'a');
+  const std::vector<Case> cases = {
+      {"empty.txt", "", "empty.txt: empty file", text},
+      {"bad_utf8.txt", "good text \xff\xfe then", "bad_utf8.txt: invalid UTF-8 in text at byte 10", text},
+      {"bad.jsonl", "{\"text\": \"fine\"}\n{not json\n", "bad.jsonl:2: invalid JSON", text},
+      {"missing.jsonl", "{\"txt\": \"typo\"}\n", "missing.jsonl:1: missing field \"text\"", text},
+      {"notstring.jsonl", "{\"text\": 5}\n", "notstring.jsonl:1: field \"text\" is not a string", text},
+      {"pwc.jsonl", "{\"input\": \"a b\", \"prompt\": \"p\"}\n", "pwc.jsonl:1: missing field \"answer\"", pwc},
+      {"long.jsonl", "{\"input\": \"" + long_input + "\", \"prompt\": \"p\", \"answer\": \"x\"}\n",
+       "long.jsonl:1: context of", pwc},
+  };
+  for (const auto& c : cases) {
+    const std::string path = write(c.file, c.content);
+    BadDataLog log(false, 100);
+    read_examples(path, *tok, c.opts, log);
+    ASSERT_GE(log.count(), 1) << c.file;
+    EXPECT_NE(log.messages().back().find(c.expect), std::string::npos) << log.messages().back();
+    BadDataLog strict(true);
+    EXPECT_THROW(read_examples(path, *tok, c.opts, strict), Error) << c.file;
+  }
+  // Good records around a bad one survive.
+  BadDataLog log;
+  auto ex = read_examples(write("mixed.jsonl", "{\"text\": \"one two\"}\nnope\n{\"text\": \"three\"}\n"), *tok, text, log);
+  EXPECT_EQ(ex.size(), 2u);
+  EXPECT_EQ(log.count(), 1);
+}
+
+TEST(TrainData, StreamReplaysToAPositionExactly) {
+  std::shared_ptr<const tok::Tokenizer> tok = std::make_shared<tok::Tokenizer>(
+      tok::Tokenizer::from_file(test::shared_dir() + "/testdata/tokenizers/llama2/tokenizer.json"));
+  DataOptions d;
+  d.max_context = 16;
+  StreamOptions so;
+  so.seed = 9;
+  so.shuffle_buffer = 8;
+  const auto files = list_data_files({corpus_dir()});
+  ExampleStream a(files, tok, d, so, nullptr), b(files, tok, d, so, nullptr);
+  std::vector<std::vector<int64_t>> first;
+  for (int i = 0; i < 3000; ++i) first.push_back(a.next().context);  // > 1 epoch
+  EXPECT_GE(a.epoch(), 1);
+  b.skip_to(1234);
+  for (int i = 1234; i < 3000; ++i) ASSERT_EQ(b.next().context, first[i]) << i;
+  // Two ranks together see exactly the one-rank stream.
+  StreamOptions r0 = so, r1 = so;
+  r0.world_size = r1.world_size = 2;
+  r1.rank = 1;
+  ExampleStream s0(files, tok, d, r0, nullptr), s1(files, tok, d, r1, nullptr);
+  for (int i = 0; i < 100; i += 2) {
+    EXPECT_EQ(s0.next().context, first[i]);
+    EXPECT_EQ(s1.next().context, first[i + 1]);
+  }
+}
+
+TEST(TrainPlot, WritesAnSvgWithEveryCurve) {
+  const std::string dir = temp_dir("icae_plot");
+  {
+    std::ofstream m(dir + "/metrics.jsonl");
+    for (int s = 1; s <= 30; ++s)
+      m << nlohmann::json{{"step", s}, {"loss", 5.0 - s * 0.1}, {"ae_loss", 5.1 - s * 0.1}, {"lr", 1e-4}}.dump() << "\n";
+    m << nlohmann::json{{"step", 30}, {"eval_ae_loss", 2.5}, {"eval_plain_lm_loss", 4.0}, {"eval_ae_bleu", 0.4}}.dump()
+      << "\n{torn";
+  }
+  const std::string svg = plot_metrics_svg(dir);
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("<svg xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  for (const char* label : {"train loss", "train AE", "eval AE", "eval plain LM", "BLEU", "learning rate"})
+    EXPECT_NE(svg.find(label), std::string::npos) << label;
+  EXPECT_THROW(plot_metrics_svg(temp_dir("icae_plot_empty")), Error);
+  // Well-formed XML: xmllint (libxml2-utils) where installed.
+  if (std::system("command -v xmllint >/dev/null 2>&1") == 0) {
+    std::ofstream(dir + "/loss.svg") << svg;
+    EXPECT_EQ(std::system(("xmllint --noout " + dir + "/loss.svg").c_str()), 0);
+  }
+}
