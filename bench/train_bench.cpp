@@ -7,6 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -79,7 +81,12 @@ int main(int argc, char** argv) {
     sc.generator = &gen;
     sc.activation_checkpointing = o.checkpointing;
 
-    double timed = 0;
+    auto cpu_seconds = [] {
+      rusage u;
+      getrusage(RUSAGE_SELF, &u);
+      return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+    };
+    double timed = 0, cpu = 0;
     int64_t tokens = 0;
     std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
     for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
@@ -87,9 +94,13 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < o.batch; ++i) mb.push_back(train::make_sample(icae, stream.next(), i, 0, sopt));
       if (s == o.warmup && !o.profile.empty())
         prof = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
+      const double c0 = cpu_seconds();
       train::StepStats st = train::train_step(icae, opt, {mb}, sc);
-      std::fprintf(stderr, "step %lld: loss %.4f  %.3f s\n", static_cast<long long>(s + 1), st.loss, st.seconds);
+      const double c1 = cpu_seconds();
+      std::fprintf(stderr, "step %lld: loss %.4f  %.3f s (cpu %.3f s)\n", static_cast<long long>(s + 1), st.loss,
+                   st.seconds, c1 - c0);
       if (s >= o.warmup) {
+        cpu += c1 - c0;
         timed += st.seconds;
         tokens += st.context_tokens;
       }
@@ -110,6 +121,7 @@ int main(int argc, char** argv) {
                         {"trainable_params", trainable},
                         {"step_s", timed / std::max<int64_t>(1, o.steps)},
                         {"context_tokens_per_s", timed > 0 ? tokens / timed : 0.0},
+                        {"cpu_s_per_step", cpu / std::max<int64_t>(1, o.steps)},
                         {"peak_rss_mib", peak_memory_bytes(at::kCPU) / 1048576.0}};
     std::cout << j.dump() << std::endl;
   } catch (const Error& e) {

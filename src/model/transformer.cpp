@@ -63,11 +63,12 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
 }
 
 // Hugging Face's LlamaRMSNorm: normalise in float32, cast back, then scale by the weight.
-// (ATen's fused rms_norm does the normalisation in one kernel; in float32 the weight can go in
-// too, in bf16 the cast must come before the scaling, as in Hugging Face.)
+// ATen's fused rms_norm computes in float32 internally and rounds once to the input's type, so
+// without a weight it is bit-identical to HF's explicit cast (checked on bf16); the weight then
+// multiplies in the input type as in HF. No float32 copies of the activations.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   if (x.scalar_type() == at::kFloat) return at::rms_norm(x, {x.size(-1)}, weight, eps);
-  return at::rms_norm(x.to(at::kFloat), {x.size(-1)}, std::nullopt, eps).to(x.scalar_type()) * weight;
+  return at::rms_norm(x, {x.size(-1)}, std::nullopt, eps) * weight;
 }
 
 struct AttentionMask {
@@ -276,15 +277,18 @@ at::Tensor attention_for_training(const at::Tensor& q, const at::Tensor& k, cons
   // The scale goes on q (D wide) rather than on the scores (S wide); the mask is added, not
   // filled in, so its backward is a plain pass-through.
   at::Tensor qg = (q * (1.0 / std::sqrt(static_cast<double>(d)))).reshape({b, hkv, g * t, d});
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).to(at::kFloat).view({b, hkv, g, t, s});
+  // Scores and probabilities stay in the activations' type: ATen's softmax accumulates in
+  // float32 internally (bf16: within one ulp of a float32 softmax), and skipping the float32
+  // copies of [B, H, T, S] halves this function's memory traffic.
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({b, hkv, g, t, s});
   const float inf = std::numeric_limits<float>::infinity();
   if (mask) {
-    at::Tensor bias = at::zeros(mask->sizes(), q.options().dtype(at::kFloat)).masked_fill_(mask->logical_not(), -inf);
+    at::Tensor bias = at::zeros(mask->sizes(), q.options()).masked_fill_(mask->logical_not(), -inf);
     scores = scores + bias.view({mask->size(0), 1, 1, t, s});
   } else if (is_causal) {
-    scores = scores + at::full({t, s}, -inf, q.options().dtype(at::kFloat)).triu(s - t + 1);
+    scores = scores + at::full({t, s}, -inf, q.options()).triu(s - t + 1);
   }
-  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({b, hkv, g * t, s});
+  at::Tensor probs = at::softmax(scores, -1).view({b, hkv, g * t, s});
   return at::matmul(probs, v).view({b, hq, t, d});
 }
 
@@ -312,7 +316,8 @@ at::Tensor add_group_lora(const at::Tensor& out, const at::Tensor& in, const Lor
   for (const auto& [p, width] : members) {
     if (lora.targets(p)) {
       const LoraPair& pair = lora.pair(layer, p);
-      parts.push_back(at::linear(at::linear(x, pair.A.to(t)), pair.B.to(t)) * lora.scale());
+      // The scale goes into B ([out, r]) rather than onto the [.., out] product.
+      parts.push_back(at::linear(at::linear(x, pair.A.to(t)), (pair.B * lora.scale()).to(t)));
     } else {
       std::vector<int64_t> shape = out.sizes().vec();
       shape.back() = width;
