@@ -15,7 +15,6 @@
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/optim/adamw.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -38,6 +37,8 @@
 #include "icae/core/objectives.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
+#include "icae/train/step.h"
+#include "icae/util/device.h"
 #include "icae/util/error.h"
 
 using namespace icae;
@@ -116,26 +117,6 @@ ModelConfig shape_config(const std::string& name) {
   return c;
 }
 
-at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "f32") return at::kFloat;
-  if (s == "bf16") return at::kBFloat16;
-  if (s == "f16") return at::kHalf;
-  fail(ErrorKind::Usage, "unknown --dtype '" + s + "' (f32, bf16 or f16)");
-}
-
-at::Device parse_device(const std::string& s) {
-  if (s == "cpu") return at::kCPU;
-  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
-    ICAE_CHECK(at::hasCUDA(), ErrorKind::Unsupported,
-               "--device " + s + ": this libtorch sees no CUDA device on this machine");
-    return at::Device(s);
-  }
-  fail(ErrorKind::Usage, "unknown --device '" + s + "' (cpu or cuda)");
-}
-
-// Random weights under the Hugging Face names: normal(0, 0.02) matrices, norms 1, biases 0.
-// Drawn directly in the target dtype on the target device, so a big shape never needs a float32
-// copy on the host.
 TensorMap random_weights(const ModelConfig& c, at::Device device, at::ScalarType dtype, uint64_t seed) {
   at::NoGradGuard no_grad;
   auto opts = at::TensorOptions().device(device).dtype(dtype);
@@ -356,18 +337,18 @@ std::vector<Result> run_all(std::shared_ptr<const Transformer> model, const Opti
 
     if (wanted(o, "train")) {
       icae.set_trainable(true);
-      torch::optim::AdamW opt(icae.trainable_parameters(), torch::optim::AdamWOptions(1e-4));
+      std::vector<train::OptimizedTensor> params;
+      for (auto& [name, t] : icae.named_trainable()) params.push_back({name, t, 1e-4, 0.0});
+      train::AdamW opt(params, {});
       const int64_t eos = cfg.eos_token_id.value_or(0) < cfg.vocab_size ? cfg.eos_token_id.value_or(0) : 0;
-      const TrainingSample sample = make_ae_sample(icae, context, eos);
+      train::Sample sample;
+      sample.seq = make_ae_sample(icae, context, eos);
       Result r{"train", "ICAE AE train step " + std::to_string(o.context_len) + " tokens", "ms",
                static_cast<double>(o.context_len)};
       r = measure(o, device, r, [&] {
         sync(device);
         auto t0 = Clock::now();
-        opt.zero_grad();
-        at::Tensor loss = icae.decoder_loss(sample.ids, sample.labels, icae.compress(sample.context, true));
-        loss.backward();
-        opt.step();
+        train::train_step(icae, opt, {{sample}}, {});  // the trainer's own update
         sync(device);
         return ms_since(t0);
       });

@@ -2,13 +2,13 @@
 // what a training step may change, the parameter report.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/optim/adamw.h>
 
 #include "icae/core/checkpoint.h"
 #include "icae/core/golden_check.h"
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/io/tensor_io.h"
+#include "icae/train/step.h"
 #include "icae/util/error.h"
 #include "test_paths.h"
 
@@ -105,13 +105,15 @@ TEST_P(IcaeGolden, TrainingStepChangesOnlyLoraAndMemoryEmbeddings) {
   std::vector<at::Tensor> lora_before;
   for (const auto& t : f.icae->lora().parameters()) lora_before.push_back(t.clone());
 
+  // One update through the trainer's own step.
   f.icae->set_trainable(true);
-  torch::optim::AdamW opt(f.icae->trainable_parameters(), torch::optim::AdamWOptions(1e-3));
+  std::vector<train::OptimizedTensor> opt_params;
+  for (auto& [name, t] : f.icae->named_trainable()) opt_params.push_back({name, t, 1e-3, 0.0});
+  train::AdamW opt(opt_params, {});
   const auto context = to_ids(f.golden.at("context_ids"));
-  TrainingSample s = make_ae_sample(*f.icae, context, 2);
-  at::Tensor loss = f.icae->decoder_loss(s.ids, s.labels, f.icae->compress(s.context, /*training=*/true));
-  loss.backward();
-  opt.step();
+  train::Sample s;
+  s.seq = make_ae_sample(*f.icae, context, 2);
+  train::train_step(*f.icae, opt, {{s}}, {});
 
   for (const auto& name : f.base->weight_names()) {
     EXPECT_TRUE(at::equal(f.base->weight(name), before[name])) << name << " changed";
