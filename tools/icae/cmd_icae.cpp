@@ -12,6 +12,7 @@
 #include "icae/core/checkpoint.h"
 #include "icae/core/objectives.h"
 #include "icae/infer/generate.h"
+#include "icae/infer/slot_export.h"
 #include "icae/infer/slot_file.h"
 #include "icae/infer/text_model.h"
 #include "icae/util/error.h"
@@ -22,6 +23,7 @@ using namespace icae;
 
 struct IcaeArgs {
   std::string model, tokenizer, adapter, context_file, context_ids, slots_in, out, prompt, tmpl;
+  std::string format = "safetensors";
   bool reconstruct = false, stats = false;
   double lora_alpha = 0;  // 0: from the adapter file (released files: 32)
   int64_t max_new_tokens = 256;
@@ -70,7 +72,30 @@ void run_compress(const IcaeArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   at::Tensor slots = s.adapter.icae->compress(ids);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  save_slots(a.out, *s.adapter.icae, slots, static_cast<int64_t>(ids.size()));
+  const SlotFormat format = parse_slot_format(a.format);
+  if (format == SlotFormat::Safetensors) {
+    ICAE_CHECK(a.prompt.empty() && !a.reconstruct, ErrorKind::Usage,
+               "--prompt and --reconstruct shape the decoder prefix of --format vllm|llamacpp; a slot file holds the slots only");
+    save_slots(a.out, *s.adapter.icae, slots, static_cast<int64_t>(ids.size()));
+  } else {
+    // Other engines get the whole decoder prefix: [slots, AE], or the FT template around
+    // [slots, FT] (+ prompt + the template's end when --prompt is given).
+    const Icae& icae = *s.adapter.icae;
+    PrefixExport what;
+    what.context_tokens = static_cast<int64_t>(ids.size());
+    if (a.reconstruct) {
+      ICAE_CHECK(a.prompt.empty(), ErrorKind::Usage, "give --prompt or --reconstruct, not both");
+      what.kind = "ae";
+      what.prefix = ae_prefix(icae, slots.size(0));
+    } else {
+      what.kind = "ft";
+      what.ft_template = make_ft_template(a.tmpl.empty() ? s.adapter.info.chat_template : a.tmpl, *s.text.tokenizer);
+      if (!a.prompt.empty()) what.prompt = encode_plain(*s.text.tokenizer, a.prompt);
+      what.prefix = ft_prefix(icae, what.ft_template, slots.size(0), what.prompt);
+      if (what.prompt.empty()) what.prefix.resize(what.prefix.size() - what.ft_template.after.size());
+    }
+    export_prefix(a.out, format, icae, slots, what);
+  }
   std::fprintf(stderr, "compressed %zu tokens into %lld slots (%.1fx) in %.1f ms -> %s\n", ids.size(),
                static_cast<long long>(slots.size(0)), static_cast<double>(ids.size()) / slots.size(0), ms,
                a.out.c_str());
@@ -122,7 +147,15 @@ void setup(CLI::App& root) {
   add_common(compress, *c);
   compress->add_option("--context", c->context_file, "Text file to compress");
   compress->add_option("--context-ids", c->context_ids, "Or the context as comma-separated token ids");
-  compress->add_option("--out,-o", c->out, "Slot file to write (.safetensors)")->required();
+  compress->add_option("--out,-o", c->out, "File to write (a slot file, or the engine's tensor file + FILE.json)")->required();
+  compress->add_option("--format", c->format,
+                       "safetensors: an icae slot file; vllm: prompt_embeds [T, hidden] safetensors of the whole decoder\n"
+                       "prefix; llamacpp: the same as raw float32 rows (llama_batch.embd). See docs/engines.md")
+      ->check(CLI::IsMember({"safetensors", "vllm", "llamacpp"}))
+      ->capture_default_str();
+  compress->add_option("--prompt,-p", c->prompt, "vllm/llamacpp: the prompt to put in the prefix (default: none, append it yourself)");
+  compress->add_flag("--reconstruct", c->reconstruct, "vllm/llamacpp: the reconstruction prefix [slots, AE] instead");
+  compress->add_option("--template", c->tmpl, "vllm/llamacpp: FT template (default: the adapter's)");
   compress->callback([c] { run_compress(*c); });
 
   auto a = std::make_shared<IcaeArgs>();
