@@ -39,6 +39,11 @@ Session open(const EvalArgs& a) {
   return open_session(a.model, a.adapter, o);
 }
 
+// The end of a long source name ("...dir/file.jsonl:12"): that is the part that tells samples apart.
+std::string shown(const std::string& source) {
+  return source.size() <= 40 ? source : "..." + source.substr(source.size() - 37);
+}
+
 std::vector<eval::EvalSample> samples(const EvalArgs& a, eval::EvalDataKind kind) {
   auto s = eval::read_eval_data(a.data, kind);
   if (a.max_samples > 0 && static_cast<int64_t>(s.size()) > a.max_samples) s.resize(a.max_samples);
@@ -46,10 +51,11 @@ std::vector<eval::EvalSample> samples(const EvalArgs& a, eval::EvalDataKind kind
 }
 
 void run_ae(const EvalArgs& a) {
+  const auto data = samples(a, eval::EvalDataKind::Text);  // bad data fails before the model loads
   Session s = open(a);
   std::vector<eval::Ids> contexts;
   std::vector<std::string> sources;
-  for (const auto& x : samples(a, eval::EvalDataKind::Text)) {
+  for (const auto& x : data) {
     contexts.push_back(s.tokenize(x.text));
     ICAE_CHECK(!contexts.back().empty(), ErrorKind::BadInput, x.source + ": no tokens");
     sources.push_back(x.source);
@@ -70,17 +76,18 @@ void run_ae(const EvalArgs& a) {
   }
   std::printf("%-40s %7s %6s %7s %8s %9s\n", "sample", "tokens", "slots", "BLEU-4", "prefix", "tok.acc");
   for (const auto& x : r.samples)
-    std::printf("%-40.40s %7lld %6lld %7.4f %8lld %9.4f\n", x.source.c_str(), static_cast<long long>(x.tokens),
+    std::printf("%-40.40s %7lld %6lld %7.4f %8lld %9.4f\n", shown(x.source).c_str(), static_cast<long long>(x.tokens),
               static_cast<long long>(x.slots), x.bleu, static_cast<long long>(x.exact_prefix), x.token_accuracy);
   std::printf("%-40s %7s %6s %7.4f %8.1f %9.4f\n", "mean", "", "", r.mean_bleu, r.mean_exact_prefix, r.mean_token_accuracy);
   std::printf("corpus BLEU-4: %.4f over %zu samples\n", r.corpus_bleu, r.samples.size());
 }
 
 void run_lm(const EvalArgs& a) {
+  const auto data = samples(a, eval::EvalDataKind::Text);
   Session s = open(a);
   std::vector<eval::Ids> texts;
   std::vector<std::string> sources;
-  for (const auto& x : samples(a, eval::EvalDataKind::Text)) {
+  for (const auto& x : data) {
     texts.push_back(s.tokenize(x.text));
     sources.push_back(x.source);
   }
@@ -102,7 +109,7 @@ void run_lm(const EvalArgs& a) {
   }
   std::printf("%-40s %8s %7s %10s %10s %10s\n", "sample", "context", "scored", "ppl slots", "ppl full", "ppl none");
   for (const auto& x : r.samples)
-    std::printf("%-40.40s %8lld %7lld %10.3f %10.3f %10.3f\n", x.source.c_str(), static_cast<long long>(x.context),
+    std::printf("%-40.40s %8lld %7lld %10.3f %10.3f %10.3f\n", shown(x.source).c_str(), static_cast<long long>(x.context),
               static_cast<long long>(x.scored), ppl(x.nll_slots, x.scored), ppl(x.nll_full, x.scored),
               ppl(x.nll_none, x.scored));
   std::printf("%-40s %8s %7lld %10.3f %10.3f %10.3f\n", "all (token-weighted)", "", static_cast<long long>(r.scored_tokens),
@@ -110,9 +117,10 @@ void run_lm(const EvalArgs& a) {
 }
 
 void run_ft(const EvalArgs& a) {
+  const auto data = samples(a, eval::EvalDataKind::Pwc);
   Session s = open(a);
   std::vector<eval::FtItem> items;
-  for (const auto& x : samples(a, eval::EvalDataKind::Pwc)) {
+  for (const auto& x : data) {
     eval::FtItem it;
     it.source = x.source;
     it.context = s.tokenize(x.input);
@@ -164,7 +172,7 @@ void run_ft(const EvalArgs& a) {
   }
   std::printf("%-40s %9s %9s %9s %9s %9s %9s\n", "sample", "R-L ref", "F1 ref", "R-L base", "F1 base", "base R-L", "base F1");
   for (const auto& x : r.samples)
-    std::printf("%-40.40s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n", x.source.c_str(), x.rouge_ref, x.f1_ref, x.rouge_base,
+    std::printf("%-40.40s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n", shown(x.source).c_str(), x.rouge_ref, x.f1_ref, x.rouge_base,
               x.f1_base, x.base_rouge_ref, x.base_f1_ref);
   std::printf("%-40s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n", "mean", r.rouge_ref, r.f1_ref, r.rouge_base, r.f1_base,
             r.base_rouge_ref, r.base_f1_ref);
