@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -33,8 +36,11 @@ void write(const fs::path& p, const std::string& text) {
 }
 
 TEST(EvalData, ReadsFilesFoldersAndJsonlAndNamesBadLines) {
-  const fs::path dir = fs::path(::testing::TempDir()) / "icae_eval_data";
-  fs::remove_all(dir);
+  // A fresh folder per run. (Not fs::remove_all: in this process it resolves to the copy of
+  // std::filesystem inside libtorch.so, which crashes on an existing tree.)
+  const fs::path dir = fs::path(::testing::TempDir()) /
+                       ("icae_eval_data_" + std::to_string(::getpid()) + "_" +
+                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
   write(dir / "one.txt", "first sample");
   write(dir / "folder" / "b.txt", "second");
   write(dir / "folder" / "sub" / "a.txt", "third");
