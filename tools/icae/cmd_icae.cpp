@@ -12,6 +12,7 @@
 #include "icae/core/checkpoint.h"
 #include "icae/core/objectives.h"
 #include "icae/infer/generate.h"
+#include "icae/infer/session.h"
 #include "icae/infer/slot_export.h"
 #include "icae/infer/slot_file.h"
 #include "icae/infer/text_model.h"
@@ -27,6 +28,7 @@ struct IcaeArgs {
   bool reconstruct = false, stats = false;
   double lora_alpha = 0;  // 0: from the adapter file (released files: 32)
   int64_t max_new_tokens = 256;
+  SamplingOptions sampling;
   cli::RunOptions run;
 };
 
@@ -38,26 +40,34 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-struct Session {
-  TextModel text;
-  LoadedAdapter adapter;
+// The shared weights (as a server would hold them) and a session over them.
+struct Loaded {
+  std::shared_ptr<const TextModel> text_ptr;
+  std::shared_ptr<const LoadedAdapter> adapter_ptr;
+  const TextModel& text;
+  const LoadedAdapter& adapter;
+  icae::Session session;
 };
 
-Session open_session(const IcaeArgs& a) {
+std::unique_ptr<Loaded> open_session(const IcaeArgs& a) {
   TextModelOptions o;
   o.load = cli::resolve(a.run);
   o.tokenizer_path = a.tokenizer;
-  Session s{load_text_model(a.model, o), {}};
+  auto text = std::make_shared<const TextModel>(load_text_model(a.model, o));
   AdapterLoadOptions ao;
   if (a.lora_alpha > 0) ao.lora_alpha = a.lora_alpha;
-  s.adapter = load_adapter(a.adapter, s.text.model, ao);
-  if (!s.adapter.ignored_keys.empty())
-    std::cerr << "note: ignored " << s.adapter.ignored_keys.size() << " tensors of " << a.adapter
-              << " that are not part of the adapter (e.g. " << s.adapter.ignored_keys.front() << ")\n";
-  return s;
+  auto adapter = std::make_shared<const LoadedAdapter>(load_adapter(a.adapter, text->model, ao));
+  if (!adapter->ignored_keys.empty())
+    std::cerr << "note: ignored " << adapter->ignored_keys.size() << " tensors of " << a.adapter
+              << " that are not part of the adapter (e.g. " << adapter->ignored_keys.front() << ")\n";
+  SessionOptions so;
+  so.max_new_tokens = a.max_new_tokens;
+  so.ft_template = a.tmpl;
+  so.sampling = a.sampling;
+  return std::unique_ptr<Loaded>(new Loaded{text, adapter, *text, *adapter, icae::Session(text, adapter, so)});
 }
 
-std::vector<int64_t> context_tokens(const IcaeArgs& a, const Session& s) {
+std::vector<int64_t> context_tokens(const IcaeArgs& a, const Loaded& s) {
   if (!a.context_ids.empty()) return cli::parse_id_list(a.context_ids);
   ICAE_CHECK(!a.context_file.empty(), ErrorKind::Usage, "give the context: --context FILE or --context-ids 1,2,3");
   auto ids = encode_plain(*s.text.tokenizer, read_file(a.context_file));
@@ -66,11 +76,12 @@ std::vector<int64_t> context_tokens(const IcaeArgs& a, const Session& s) {
 }
 
 void run_compress(const IcaeArgs& a) {
-  Session s = open_session(a);
+  std::unique_ptr<Loaded> loaded = open_session(a);
+  const Loaded& s = *loaded;
   const auto ids = context_tokens(a, s);
   at::NoGradGuard no_grad;
   auto t0 = std::chrono::steady_clock::now();
-  at::Tensor slots = s.adapter.icae->compress(ids);
+  at::Tensor slots = loaded->session.compress({ids}).front();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const SlotFormat format = parse_slot_format(a.format);
   if (format == SlotFormat::Safetensors) {
@@ -89,7 +100,7 @@ void run_compress(const IcaeArgs& a) {
       what.prefix = ae_prefix(icae, slots.size(0));
     } else {
       what.kind = "ft";
-      what.ft_template = make_ft_template(a.tmpl.empty() ? s.adapter.info.chat_template : a.tmpl, *s.text.tokenizer);
+      what.ft_template = loaded->session.ft_template();
       if (!a.prompt.empty()) what.prompt = encode_plain(*s.text.tokenizer, a.prompt);
       what.prefix = ft_prefix(icae, what.ft_template, slots.size(0), what.prompt);
       if (what.prompt.empty()) what.prefix.resize(what.prefix.size() - what.ft_template.after.size());
@@ -102,33 +113,23 @@ void run_compress(const IcaeArgs& a) {
 }
 
 void run_ask(const IcaeArgs& a) {
-  Session s = open_session(a);
-  Icae& icae = *s.adapter.icae;
+  std::unique_ptr<Loaded> loaded = open_session(a);
+  icae::Session& session = loaded->session;
   at::NoGradGuard no_grad;
-  at::Tensor slots;
-  if (!a.slots_in.empty()) {
-    slots = load_slots(a.slots_in, icae).slots;
-  } else {
-    slots = icae.compress(context_tokens(a, s));
-  }
-  std::vector<int64_t> prefix;
-  if (a.reconstruct) {
-    prefix = ae_prefix(icae, slots.size(0));
-  } else {
-    ICAE_CHECK(!a.prompt.empty(), ErrorKind::Usage, "give --prompt TEXT, or --reconstruct");
-    const std::string name = a.tmpl.empty() ? s.adapter.info.chat_template : a.tmpl;
-    FtTemplate t = make_ft_template(name, *s.text.tokenizer);
-    prefix = ft_prefix(icae, t, slots.size(0), encode_plain(*s.text.tokenizer, a.prompt));
-  }
-  GenerateOptions g;
-  g.max_new_tokens = a.max_new_tokens;
-  g.stop_ids = s.text.stop_ids;
-  StreamPrinter printer(*s.text.tokenizer);
-  g.on_token = [&](int64_t id) {
-    if (std::find(g.stop_ids.begin(), g.stop_ids.end(), id) == g.stop_ids.end()) std::cout << printer.push(id) << std::flush;
+  at::Tensor slots = !a.slots_in.empty() ? load_slots(a.slots_in, session.icae()).slots
+                                         : session.compress({context_tokens(a, *loaded)}).front();
+  StreamPrinter printer(*loaded->text.tokenizer);
+  const std::vector<int64_t>& stops = loaded->text.stop_ids;
+  auto print = [&](int64_t id) {
+    if (std::find(stops.begin(), stops.end(), id) == stops.end()) std::cout << printer.push(id) << std::flush;
     return true;
   };
-  generate(icae.base(), icae.decoder_embeddings(prefix, slots), g);
+  if (a.reconstruct) {
+    session.reconstruct(slots, print);
+  } else {
+    ICAE_CHECK(!a.prompt.empty(), ErrorKind::Usage, "give --prompt TEXT, or --reconstruct");
+    session.answer(slots, a.prompt, print);
+  }
   std::cout << "\n";
 }
 
@@ -171,6 +172,10 @@ void setup(CLI::App& root) {
   ask->add_flag("--reconstruct", a->reconstruct, "Reconstruct the context instead ([slots, AE])");
   ask->add_option("--template", a->tmpl, "FT template: none, mistral, llama2, llama3, chatml (default: the adapter's)");
   ask->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens to generate at most")->capture_default_str();
+  ask->add_option("--temperature", a->sampling.temperature, "0: greedy")->capture_default_str();
+  ask->add_option("--top-k", a->sampling.top_k, "Sample from the k most likely tokens (0: all)")->capture_default_str();
+  ask->add_option("--top-p", a->sampling.top_p, "Nucleus mass")->capture_default_str();
+  ask->add_option("--seed", a->sampling.seed, "Sampling seed")->capture_default_str();
   ask->callback([a] { run_ask(*a); });
 
   struct ParamArgs {
