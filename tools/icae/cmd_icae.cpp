@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -25,6 +26,7 @@ using namespace icae;
 struct IcaeArgs {
   std::string model, tokenizer, adapter, context_file, context_ids, slots_in, out, prompt, tmpl;
   std::string format = "safetensors";
+  std::vector<std::string> context_files;  // compress: one or more
   bool reconstruct = false, stats = false;
   double lora_alpha = 0;  // 0: from the adapter file (released files: 32)
   int64_t max_new_tokens = 256;
@@ -75,41 +77,71 @@ std::vector<int64_t> context_tokens(const IcaeArgs& a, const Loaded& s) {
   return ids;
 }
 
-void run_compress(const IcaeArgs& a) {
-  std::unique_ptr<Loaded> loaded = open_session(a);
-  const Loaded& s = *loaded;
-  const auto ids = context_tokens(a, s);
-  at::NoGradGuard no_grad;
-  auto t0 = std::chrono::steady_clock::now();
-  at::Tensor slots = loaded->session.compress({ids}).front();
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+// Writes one context's slots in the asked format.
+void write_slots(const IcaeArgs& a, const Loaded& s, const std::string& out, const at::Tensor& slots,
+                 int64_t context_tokens) {
   const SlotFormat format = parse_slot_format(a.format);
   if (format == SlotFormat::Safetensors) {
     ICAE_CHECK(a.prompt.empty() && !a.reconstruct, ErrorKind::Usage,
                "--prompt and --reconstruct shape the decoder prefix of --format vllm|llamacpp; a slot file holds the slots only");
-    save_slots(a.out, *s.adapter.icae, slots, static_cast<int64_t>(ids.size()));
-  } else {
-    // Other engines get the whole decoder prefix: [slots, AE], or the FT template around
-    // [slots, FT] (+ prompt + the template's end when --prompt is given).
-    const Icae& icae = *s.adapter.icae;
-    PrefixExport what;
-    what.context_tokens = static_cast<int64_t>(ids.size());
-    if (a.reconstruct) {
-      ICAE_CHECK(a.prompt.empty(), ErrorKind::Usage, "give --prompt or --reconstruct, not both");
-      what.kind = "ae";
-      what.prefix = ae_prefix(icae, slots.size(0));
-    } else {
-      what.kind = "ft";
-      what.ft_template = loaded->session.ft_template();
-      if (!a.prompt.empty()) what.prompt = encode_plain(*s.text.tokenizer, a.prompt);
-      what.prefix = ft_prefix(icae, what.ft_template, slots.size(0), what.prompt);
-      if (what.prompt.empty()) what.prefix.resize(what.prefix.size() - what.ft_template.after.size());
-    }
-    export_prefix(a.out, format, icae, slots, what);
+    save_slots(out, *s.adapter.icae, slots, context_tokens);
+    return;
   }
-  std::fprintf(stderr, "compressed %zu tokens into %lld slots (%.1fx) in %.1f ms -> %s\n", ids.size(),
-               static_cast<long long>(slots.size(0)), static_cast<double>(ids.size()) / slots.size(0), ms,
-               a.out.c_str());
+  // Other engines get the whole decoder prefix: [slots, AE], or the FT template around
+  // [slots, FT] (+ prompt + the template's end when --prompt is given).
+  const Icae& icae = *s.adapter.icae;
+  PrefixExport what;
+  what.context_tokens = context_tokens;
+  if (a.reconstruct) {
+    ICAE_CHECK(a.prompt.empty(), ErrorKind::Usage, "give --prompt or --reconstruct, not both");
+    what.kind = "ae";
+    what.prefix = ae_prefix(icae, slots.size(0));
+  } else {
+    what.kind = "ft";
+    what.ft_template = s.session.ft_template();
+    if (!a.prompt.empty()) what.prompt = encode_plain(*s.text.tokenizer, a.prompt);
+    what.prefix = ft_prefix(icae, what.ft_template, slots.size(0), what.prompt);
+    if (what.prompt.empty()) what.prefix.resize(what.prefix.size() - what.ft_template.after.size());
+  }
+  export_prefix(out, format, icae, slots, what);
+}
+
+void run_compress(const IcaeArgs& a) {
+  std::unique_ptr<Loaded> loaded = open_session(a);
+  const Loaded& s = *loaded;
+  // Several --context files are compressed in one batch, each written to FOLDER/NAME.slots.*.
+  std::vector<std::vector<int64_t>> contexts;
+  std::vector<std::string> outs;
+  if (a.context_files.size() > 1) {
+    ICAE_CHECK(a.context_ids.empty(), ErrorKind::Usage, "give several --context files or --context-ids, not both");
+    std::filesystem::create_directories(a.out);
+    const std::string ext = a.format == "safetensors" ? ".slots.safetensors"
+                            : a.format == "vllm"      ? ".prefix.safetensors"
+                                                      : ".prefix.f32";
+    for (const auto& f : a.context_files) {
+      contexts.push_back(encode_plain(*s.text.tokenizer, read_file(f)));
+      ICAE_CHECK(!contexts.back().empty(), ErrorKind::BadInput, f + ": empty context");
+      outs.push_back((std::filesystem::path(a.out) / std::filesystem::path(f).filename()).string() + ext);
+    }
+  } else {
+    IcaeArgs one = a;
+    if (!a.context_files.empty()) one.context_file = a.context_files.front();
+    contexts.push_back(context_tokens(one, s));
+    outs.push_back(a.out);
+  }
+  at::NoGradGuard no_grad;
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<at::Tensor> slots = loaded->session.compress(contexts);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  int64_t tokens = 0, n = 0;
+  for (size_t i = 0; i < contexts.size(); ++i) {
+    write_slots(a, s, outs[i], slots[i], static_cast<int64_t>(contexts[i].size()));
+    tokens += static_cast<int64_t>(contexts[i].size());
+    n += slots[i].size(0);
+  }
+  std::fprintf(stderr, "compressed %zu context(s), %lld tokens into %lld slots (%.1fx) in %.1f ms -> %s\n",
+               contexts.size(), static_cast<long long>(tokens), static_cast<long long>(n),
+               static_cast<double>(tokens) / static_cast<double>(n), ms, a.out.c_str());
 }
 
 void run_ask(const IcaeArgs& a) {
@@ -146,7 +178,8 @@ void setup(CLI::App& root) {
   CLI::App* compress = root.add_subcommand(
       "compress", "Compress a context into memory slots and save them (compress once, ask many times).");
   add_common(compress, *c);
-  compress->add_option("--context", c->context_file, "Text file to compress");
+  compress->add_option("--context", c->context_files,
+                       "Text file(s) to compress; several are compressed in one batch and -o is then a folder");
   compress->add_option("--context-ids", c->context_ids, "Or the context as comma-separated token ids");
   compress->add_option("--out,-o", c->out, "File to write (a slot file, or the engine's tensor file + FILE.json)")->required();
   compress->add_option("--format", c->format,
