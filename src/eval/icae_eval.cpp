@@ -133,7 +133,7 @@ LmReport eval_lm(Session& session, const std::vector<Ids>& texts, const std::vec
   ICAE_CHECK(!splits.empty(), ErrorKind::BadInput, "eval lm: no sample is long enough to split into context and continuation");
   LmReport report;
   double total_slots = 0, total_full = 0, total_none = 0;
-  in_batches(splits.size(), 8, [&](size_t begin, size_t end) {
+  in_batches(splits.size(), o.batch, [&](size_t begin, size_t end) {
     std::vector<Ids> contexts;
     for (size_t i = begin; i < end; ++i) contexts.push_back(splits[i].context);
     std::vector<at::Tensor> slots = session.compress(contexts);
@@ -179,7 +179,7 @@ LmReport eval_lm(Session& session, const std::vector<Ids>& texts, const std::vec
 
 FtReport eval_ft(Session& session, const std::vector<FtItem>& items, const FtEvalOptions& o) {
   FtReport report;
-  in_batches(items.size(), 8, [&](size_t begin, size_t end) {
+  in_batches(items.size(), o.batch, [&](size_t begin, size_t end) {
     std::vector<Ids> contexts;
     for (size_t i = begin; i < end; ++i) contexts.push_back(items[i].context);
     std::vector<at::Tensor> slots = session.compress(contexts);

@@ -94,6 +94,7 @@ void run_lm(const EvalArgs& a) {
   eval::LmEvalOptions o;
   o.context_tokens = a.context_tokens;
   o.continuation_tokens = a.continuation_tokens;
+  o.batch = a.batch;
   eval::LmReport r = eval::eval_lm(s, texts, sources, o);
   auto ppl = [](double nll, int64_t n) { return n ? std::exp(nll / static_cast<double>(n)) : 0.0; };
   if (a.json) {
@@ -134,6 +135,7 @@ void run_ft(const EvalArgs& a) {
   eval::FtEvalOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.with_base = !a.no_base;
+  o.batch = a.batch;
   eval::FtReport r = eval::eval_ft(s, items, o);
   nlohmann::json doc = {{"task", "ft"}, {"model", a.model}, {"adapter", a.adapter}, {"samples", nlohmann::json::array()}};
   std::ofstream jsonl;

@@ -47,6 +47,7 @@ struct LmEvalOptions {
   int64_t continuation_tokens = 128;  // at most this many scored after them
   int64_t min_continuation = 8;       // shorter: the text is split in half instead, or skipped
   bool use_lm_token = true;           // [slots, LM] as in LM pretraining
+  int64_t batch = 8;                  // contexts compressed together
 };
 struct LmSample {
   std::string source;
@@ -65,6 +66,7 @@ LmReport eval_lm(Session& session, const std::vector<Ids>& texts, const std::vec
 struct FtEvalOptions {
   int64_t max_new_tokens = 128;
   bool with_base = true;    // also answer with the base model reading the full context
+  int64_t batch = 8;        // contexts compressed and answers decoded together
 };
 struct FtItem {
   std::string source;

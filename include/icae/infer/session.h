@@ -12,8 +12,9 @@
 //   run(rows)                -> any mix of the above decoded together as one batch (left padding,
 //                               attention mask, position ids), each row with its own length and
 //                               stops; row for row equal to decoding it alone
-// Every call streams through an optional callback and samples greedily unless told otherwise.
-// Not thread-safe: one session per thread; the shared weights are.
+// Every call streams through an optional callback and samples greedily unless told otherwise;
+// sampled runs seed every row's sampler from SamplingOptions::seed, so a call is reproducible.
+// A session is used by one thread at a time; the weights it shares are only read.
 #pragma once
 #include <ATen/core/Tensor.h>
 
