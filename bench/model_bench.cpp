@@ -35,6 +35,7 @@
 
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
+#include "icae/eval/model_shapes.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
 #include "icae/train/step.h"
@@ -42,6 +43,9 @@
 #include "icae/util/error.h"
 
 using namespace icae;
+using eval::random_weights;
+using eval::shape_config;
+using eval::shape_names;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -69,83 +73,6 @@ struct Options {
   uint64_t seed = 1234;
 };
 
-const std::vector<std::string>& shape_names() {
-  static const std::vector<std::string> names = {"llama2-7b", "mistral-7b", "smollm2-135m", "tinyllama-1.1b"};
-  return names;
-}
-
-ModelConfig shape_config(const std::string& name) {
-  // Any other size: a config.json (Hugging Face format) given by path.
-  if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) return ModelConfig::from_file(name);
-  ModelConfig c;
-  c.model_type = "llama";
-  c.max_position_embeddings = 4096;
-  c.rms_norm_eps = 1e-5;
-  c.bos_token_id = 1;
-  c.eos_token_id = 2;
-  auto set = [&](int64_t v, int64_t h, int64_t i, int64_t l, int64_t heads, int64_t kv) {
-    c.vocab_size = v;
-    c.hidden_size = h;
-    c.intermediate_size = i;
-    c.num_hidden_layers = l;
-    c.num_attention_heads = heads;
-    c.num_key_value_heads = kv;
-    c.head_dim = h / heads;
-  };
-  if (name == "llama2-7b") {
-    set(32000, 4096, 11008, 32, 32, 32);
-  } else if (name == "mistral-7b") {
-    set(32000, 4096, 14336, 32, 32, 8);
-    c.model_type = "mistral";
-    c.rope.theta = 1e6;
-    c.max_position_embeddings = 32768;
-  } else if (name == "smollm2-135m") {
-    set(49152, 576, 1536, 30, 9, 3);
-    c.tie_word_embeddings = true;
-    c.rope.theta = 100000;
-    c.max_position_embeddings = 8192;
-    c.bos_token_id = 1;
-    c.eos_token_id = 2;
-  } else if (name == "tinyllama-1.1b") {
-    set(32000, 2048, 5632, 22, 32, 4);
-  } else {
-    std::string known;
-    for (const auto& n : shape_names()) known += (known.empty() ? "" : ", ") + n;
-    fail(ErrorKind::Usage, "unknown --shape '" + name + "' (known: " + known + ")");
-  }
-  c.validate();
-  return c;
-}
-
-TensorMap random_weights(const ModelConfig& c, at::Device device, at::ScalarType dtype, uint64_t seed) {
-  at::NoGradGuard no_grad;
-  auto opts = at::TensorOptions().device(device).dtype(dtype);
-  std::optional<at::Generator> gen;
-  if (device.is_cpu()) gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto normal = [&](std::vector<int64_t> shape) { return at::empty(shape, opts).normal_(0.0, 0.02, gen); };
-  TensorMap w;
-  const int64_t h = c.hidden_size, i = c.intermediate_size, d = c.head_dim;
-  const int64_t q = c.num_attention_heads * d, kv = c.num_key_value_heads * d;
-  w["model.embed_tokens.weight"] = normal({c.vocab_size, h});
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    w[p + "input_layernorm.weight"] = at::ones({h}, opts);
-    w[p + "post_attention_layernorm.weight"] = at::ones({h}, opts);
-    w[p + "self_attn.q_proj.weight"] = normal({q, h});
-    w[p + "self_attn.k_proj.weight"] = normal({kv, h});
-    w[p + "self_attn.v_proj.weight"] = normal({kv, h});
-    w[p + "self_attn.o_proj.weight"] = normal({h, q});
-    if (c.attention_bias)
-      for (const char* n : {"q_proj", "k_proj", "v_proj"})
-        w[p + "self_attn." + n + ".bias"] = at::zeros({std::string(n) == "q_proj" ? q : kv}, opts);
-    w[p + "mlp.gate_proj.weight"] = normal({i, h});
-    w[p + "mlp.up_proj.weight"] = normal({i, h});
-    w[p + "mlp.down_proj.weight"] = normal({h, i});
-  }
-  w["model.norm.weight"] = at::ones({h}, opts);
-  if (!c.tie_word_embeddings) w["lm_head.weight"] = normal({c.vocab_size, h});
-  return w;
-}
 
 // The first `layers` layers of a weight map (tensors shared, not copied).
 TensorMap first_layers(const TensorMap& all, int64_t layers) {

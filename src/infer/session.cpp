@@ -1,0 +1,261 @@
+#include "icae/infer/session.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "icae/model/kv_cache.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+Session::Session(std::shared_ptr<const TextModel> model, std::shared_ptr<const LoadedAdapter> adapter,
+                 SessionOptions options)
+    : model_(std::move(model)), adapter_(std::move(adapter)), options_(std::move(options)) {
+  ICAE_CHECK(model_ && model_->model, ErrorKind::Usage, "a session needs a loaded base model");
+  ICAE_CHECK(!adapter_ || adapter_->icae, ErrorKind::Usage, "a session's adapter must be loaded");
+  ICAE_CHECK(!adapter_ || &adapter_->icae->base() == model_->model.get(), ErrorKind::Usage,
+             "the adapter was loaded onto another base model object than the session's");
+}
+
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+const Icae& Session::icae() const {
+  ICAE_CHECK(adapter_ != nullptr, ErrorKind::Usage, "this session has no ICAE adapter (load one to use slots)");
+  return *adapter_->icae;
+}
+
+const LoadedAdapter& Session::adapter() const {
+  icae();
+  return *adapter_;
+}
+
+std::vector<int64_t> Session::tokenize(const std::string& text) const {
+  ICAE_CHECK(model_->tokenizer != nullptr, ErrorKind::Usage, model_->path + ": the model has no tokenizer; pass token ids");
+  return encode_plain(*model_->tokenizer, text);
+}
+
+std::string Session::detokenize(const std::vector<int64_t>& ids) const {
+  if (!model_->tokenizer) return "";
+  std::vector<tok::TokenId> t(ids.begin(), ids.end());
+  tok::DecodeOptions o;
+  o.skip_special = true;
+  return model_->tokenizer->decode(t, o);
+}
+
+std::vector<at::Tensor> Session::compress(const std::vector<std::vector<int64_t>>& contexts) const {
+  ICAE_CHECK(!contexts.empty(), ErrorKind::Usage, "compress: no contexts given");
+  for (size_t i = 0; i < contexts.size(); ++i)
+    ICAE_CHECK(!contexts[i].empty(), ErrorKind::BadInput, "compress: context " + std::to_string(i) + " is empty");
+  at::NoGradGuard no_grad;
+  return icae().compress_batch(contexts);
+}
+
+std::vector<at::Tensor> Session::compress_texts(const std::vector<std::string>& texts) const {
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& t : texts) ids.push_back(tokenize(t));
+  return compress(ids);
+}
+
+at::Tensor Session::compress(const std::string& text) const { return compress_texts({text}).front(); }
+
+FtTemplate Session::ft_template() const {
+  const std::string name = !options_.ft_template.empty() ? options_.ft_template
+                           : adapter_                    ? adapter_->info.chat_template
+                                                         : "none";
+  if (model_->tokenizer) return make_ft_template(name, *model_->tokenizer, options_.system);
+  // Models without a tokenizer (the tiny test models) speak ids only: "none" is [BOS].
+  ICAE_CHECK(name == "none", ErrorKind::Usage,
+             "FT template '" + name + "' needs the model's tokenizer; " + model_->path + " has none");
+  FtTemplate t;
+  if (base().config().bos_token_id) t.before.push_back(*base().config().bos_token_id);
+  return t;
+}
+
+DecodeRow Session::reconstruct_row(const at::Tensor& slots) const {
+  ICAE_CHECK(slots.defined() && slots.dim() == 2, ErrorKind::Usage, "reconstruct needs slots [n, H]");
+  return {ae_prefix(icae(), slots.size(0)), slots, {}, {}};
+}
+
+DecodeRow Session::answer_row(const at::Tensor& slots, const std::vector<int64_t>& prompt) const {
+  ICAE_CHECK(slots.defined() && slots.dim() == 2, ErrorKind::Usage, "answer needs slots [n, H]");
+  return {ft_prefix(icae(), ft_template(), slots.size(0), prompt), slots, {}, {}};
+}
+
+DecodeRow Session::answer_row(const at::Tensor& slots, const std::string& prompt) const {
+  return answer_row(slots, tokenize(prompt));
+}
+
+DecodeRow Session::generate_row(const std::vector<int64_t>& prompt) const {
+  ICAE_CHECK(!prompt.empty(), ErrorKind::Usage, "generate needs at least one prompt token");
+  return {prompt, {}, {}, {}};
+}
+
+namespace {
+Completion single(std::vector<Completion> v) { return std::move(v.front()); }
+RowTokenCallback for_row(const TokenCallback& cb) {
+  if (!cb) return {};
+  return [cb](size_t, int64_t id) { return cb(id); };
+}
+}  // namespace
+
+Completion Session::reconstruct(const at::Tensor& slots, const TokenCallback& cb) {
+  return single(run({reconstruct_row(slots)}, for_row(cb)));
+}
+Completion Session::answer(const at::Tensor& slots, const std::string& prompt, const TokenCallback& cb) {
+  return single(run({answer_row(slots, prompt)}, for_row(cb)));
+}
+Completion Session::answer(const at::Tensor& slots, const std::vector<int64_t>& prompt, const TokenCallback& cb) {
+  return single(run({answer_row(slots, prompt)}, for_row(cb)));
+}
+Completion Session::generate(const std::vector<int64_t>& prompt, const TokenCallback& cb) {
+  return single(run({generate_row(prompt)}, for_row(cb)));
+}
+Completion Session::generate(const std::string& prompt, const TokenCallback& cb) {
+  return generate(tokenize(prompt), cb);
+}
+
+at::Tensor Session::prefix_embeddings(const DecodeRow& row) const {
+  ICAE_CHECK(!row.prefix.empty(), ErrorKind::Usage, "a decode row needs a non-empty prefix");
+  if (adapter_) return adapter_->icae->decoder_embeddings(row.prefix, row.slots);
+  ICAE_CHECK(!row.slots.defined() || row.slots.size(0) == 0, ErrorKind::Usage,
+             "a row with slots needs a session with an ICAE adapter");
+  return base().embed(at::tensor(row.prefix, at::kLong));
+}
+
+KVCache& Session::cache_for(int64_t batch, int64_t length) {
+  // Reused while it fits: a server answering many prompts of similar size allocates once.
+  if (!cache_ || cache_->batch() != batch || cache_->capacity() < length) {
+    cache_.reset();  // free the old buffers before the new ones are allocated
+    KVCacheOptions o;
+    o.batch = batch;
+    o.max_length = length;
+    o.device = base().device();
+    o.dtype = base().dtype();
+    cache_ = std::make_unique<KVCache>(base().config(), o);
+  }
+  cache_->reset();
+  return *cache_;
+}
+
+namespace {
+int64_t kv_bytes(const ModelConfig& c, int64_t batch, int64_t positions, at::ScalarType t) {
+  return 2 * c.num_hidden_layers * batch * c.num_key_value_heads * positions * c.head_dim *
+         static_cast<int64_t>(c10::elementSize(t));
+}
+}  // namespace
+
+int64_t Session::kv_cache_bytes() const {
+  return cache_ ? kv_bytes(base().config(), cache_->batch(), cache_->length(), base().dtype()) : 0;
+}
+
+int64_t Session::kv_cache_capacity_bytes() const {
+  return cache_ ? kv_bytes(base().config(), cache_->batch(), cache_->capacity(), base().dtype()) : 0;
+}
+
+void Session::release_cache() { cache_.reset(); }
+
+std::vector<Completion> Session::run(const std::vector<DecodeRow>& rows, const RowTokenCallback& on_token) {
+  ICAE_CHECK(!rows.empty(), ErrorKind::Usage, "run: no rows to decode");
+  at::NoGradGuard no_grad;
+  const int64_t b = static_cast<int64_t>(rows.size());
+  std::vector<int64_t> model_stops = options_.use_model_stop_ids ? model_->stop_ids : std::vector<int64_t>{};
+  model_stops.insert(model_stops.end(), options_.stop_ids.begin(), options_.stop_ids.end());
+
+  // Per-row state: prefix length, budget, stops, sampler.
+  std::vector<at::Tensor> embeds;
+  std::vector<int64_t> lengths, budgets;
+  std::vector<std::vector<int64_t>> stops;
+  std::vector<Sampler> samplers;
+  std::vector<Completion> out(rows.size());
+  int64_t width = 0, max_budget = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    embeds.push_back(prefix_embeddings(rows[i]));
+    lengths.push_back(embeds.back().size(0));
+    budgets.push_back(rows[i].max_new_tokens.value_or(options_.max_new_tokens));
+    ICAE_CHECK(budgets.back() >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
+    stops.push_back(rows[i].stop_ids.value_or(model_stops));
+    samplers.emplace_back(options_.sampling);  // each row seeded alike: as if decoded alone
+    out[i].prefix_tokens = lengths.back();
+    out[i].stop_reason = "max_new_tokens";
+    width = std::max(width, lengths.back());
+    max_budget = std::max(max_budget, budgets.back());
+  }
+  if (max_budget == 0) return out;
+
+  // Left padding: every row's last prefix token sits in the same column, so one step decodes
+  // all rows. Pads are masked out and positions count from each row's first real token, so a
+  // row sees exactly what it would see alone.
+  const at::Device dev = base().device();
+  const bool padded = std::any_of(lengths.begin(), lengths.end(), [&](int64_t l) { return l != width; });
+  std::vector<at::Tensor> padded_rows;
+  std::vector<int64_t> mask_flat(b * width, 1), pos_flat(b * width, 0);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t pad = width - lengths[i];
+    at::Tensor e = embeds[i].to(base().dtype());
+    if (pad > 0) e = at::cat({at::zeros({pad, e.size(1)}, e.options()), e}, 0);
+    padded_rows.push_back(e);
+    for (int64_t j = 0; j < width; ++j) {
+      mask_flat[i * width + j] = j >= pad;
+      pos_flat[i * width + j] = std::max<int64_t>(0, j - pad);
+    }
+  }
+  KVCache& cache = cache_for(b, width + max_budget);
+  ForwardOptions fopt;
+  fopt.cache = &cache;
+  fopt.last_position_only = true;
+  ForwardInput in;
+  in.inputs_embeds = at::stack(padded_rows, 0);
+  at::Tensor mask;
+  if (padded) {
+    mask = at::tensor(mask_flat, at::kLong).view({b, width}).to(dev);
+    in.attention_mask = mask;
+    in.position_ids = at::tensor(pos_flat, at::kLong).view({b, width}).to(dev);
+  }
+  at::Tensor logits = base().forward(in, fopt).logits.view({b, -1});  // [B, V]
+
+  std::vector<bool> done(rows.size(), false);
+  std::vector<int64_t> next(rows.size(), 0);
+  for (int64_t step = 0; step < max_budget; ++step) {
+    bool any_left = false;
+    for (int64_t i = 0; i < b; ++i) {
+      if (done[i]) continue;
+      if (step >= budgets[i]) {
+        done[i] = true;
+        continue;
+      }
+      const int64_t id = samplers[i].pick(logits[i]);
+      next[i] = id;
+      out[i].ids.push_back(id);
+      if (on_token && !on_token(static_cast<size_t>(i), id)) {
+        out[i].stop_reason = "callback";
+        done[i] = true;
+      } else if (std::find(stops[i].begin(), stops[i].end(), id) != stops[i].end()) {
+        out[i].stop_reason = "stop_id";
+        done[i] = true;
+      } else if (step + 1 >= budgets[i]) {
+        done[i] = true;
+      }
+      any_left = any_left || !done[i];
+    }
+    if (!any_left) break;
+    // Finished rows keep stepping on their last id; rows never attend to each other, so what
+    // they compute does not matter and the batch keeps its shape.
+    ForwardInput step_in;
+    step_in.input_ids = at::tensor(next, at::kLong).view({b, 1});
+    if (padded) {
+      mask = at::cat({mask, at::ones({b, 1}, mask.options())}, 1);
+      step_in.attention_mask = mask;
+      std::vector<int64_t> pos(b);
+      for (int64_t i = 0; i < b; ++i) pos[i] = lengths[i] + step;
+      step_in.position_ids = at::tensor(pos, at::kLong).view({b, 1}).to(dev);
+    }
+    logits = base().forward(step_in, fopt).logits.view({b, -1});
+  }
+  for (auto& c : out) c.text = detokenize(c.ids);
+  return out;
+}
+
+}  // namespace icae

@@ -1,0 +1,76 @@
+// icae compress --format vllm|llamacpp from the command line (SmolLM2, a fresh adapter): the
+// files hold exactly the decoder prefix the session would feed the base model, and a slot file
+// made by one adapter is refused by `icae ask` with another.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "icae/infer/session.h"
+#include "icae/io/tensor_io.h"
+#include "test_paths.h"
+
+using namespace icae;
+namespace fs = std::filesystem;
+
+namespace {
+
+int run(const std::string& args) { return std::system((std::string(ICAE_CLI_PATH) + " " + args + " >/dev/null 2>&1").c_str()); }
+
+TEST(CompressCli, EngineExportsHoldTheSessionsPrefixAndSlotFilesKnowTheirAdapter) {
+  const char* env = std::getenv("ICAE_SMOLLM2_GGUF");
+  const std::string model =
+      env ? env : std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::ifstream(model).good()) GTEST_SKIP() << "no " << model << " (run scripts/fetch-model)";
+  const fs::path dir = fs::path(::testing::TempDir()) / ("icae_compress_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto text = std::make_shared<TextModel>(load_text_model(model, {}));
+  IcaeConfig ic;
+  ic.mem_size = 8;
+  ic.lora.r = 4;
+  AdapterInfo info;
+  info.chat_template = "chatml";
+  const std::string a1 = (dir / "a1.safetensors").string(), a2 = (dir / "a2.safetensors").string();
+  save_adapter(a1, Icae(text->model, ic, 1), info);
+  save_adapter(a2, Icae(text->model, ic, 2), info);
+  const std::string doc = (dir / "doc.txt").string();
+  std::ofstream(doc) << "A short document about memory slots, compressed by an in-context autoencoder for a frozen model.";
+  const std::string common = " --model " + model + " --context " + doc + " --threads 1";
+
+  ASSERT_EQ(run("compress --adapter " + a1 + common + " --format vllm --prompt \"What is it about?\" -o " +
+                (dir / "p.safetensors").string()), 0);
+  ASSERT_EQ(run("compress --adapter " + a1 + common + " --format llamacpp -o " + (dir / "p.f32").string()), 0);
+  ASSERT_EQ(run("compress --adapter " + a1 + common + " -o " + (dir / "s.safetensors").string()), 0);
+
+  auto adapter = std::make_shared<LoadedAdapter>(load_adapter(a1, text->model));
+  Session s(text, adapter);
+  at::Tensor slots = s.compress(std::string("A short document about memory slots, compressed by an in-context autoencoder for a frozen model."));
+  // vllm: the whole FT prefix with the prompt, in the model's dtype.
+  DecodeRow row = s.answer_row(slots, "What is it about?");
+  at::Tensor want = s.icae().decoder_embeddings(row.prefix, slots);
+  at::Tensor got = load_safetensors((dir / "p.safetensors").string()).at("prompt_embeds");
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LE((got - want).abs().max().item<double>(), 1e-4 * want.abs().max().item<double>());
+  // llamacpp without a prompt: the prefix up to FT; the JSON says what to append after the prompt.
+  auto j = nlohmann::json::parse(std::ifstream((dir / "p.f32.json").string()));
+  const FtTemplate t = s.ft_template();
+  const int64_t rows = static_cast<int64_t>(t.before.size()) + slots.size(0) + 1;
+  EXPECT_EQ(j.at("rows").get<int64_t>(), rows);
+  EXPECT_EQ(static_cast<int64_t>(fs::file_size(dir / "p.f32")), rows * 576 * 4);
+  EXPECT_EQ(j.at("append_after_prompt").get<std::vector<int64_t>>(), t.after);
+  EXPECT_EQ(j.at("layout").back().at("kind"), "FT");
+  // The slot file answers with its own adapter and is refused by another (exit 5: mismatch).
+  const std::string ask = " --model " + model + " --slots " + (dir / "s.safetensors").string() + " -p hi -n 2 --threads 1";
+  EXPECT_EQ(run("ask --adapter " + a1 + ask), 0);
+  const int refused = run("ask --adapter " + a2 + ask);
+  ASSERT_TRUE(WIFEXITED(refused));
+  EXPECT_EQ(WEXITSTATUS(refused), 5);
+}
+
+}  // namespace
