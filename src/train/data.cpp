@@ -288,6 +288,21 @@ Example ExampleStream::next() {
   return e;
 }
 
+int64_t ExampleStream::next_global_index() const {
+  int64_t g = global_drawn_;
+  while (g % stream_.world_size != stream_.rank) ++g;
+  return g;
+}
+
+void ExampleStream::skip_to_global(int64_t position) {
+  ICAE_CHECK(position >= global_drawn_, ErrorKind::Internal, "cannot rewind an example stream");
+  while (global_drawn_ < position) {
+    const bool mine = global_drawn_ % stream_.world_size == stream_.rank;
+    next_global();
+    if (mine) ++drawn_;
+  }
+}
+
 void ExampleStream::skip_to(int64_t position) {
   ICAE_CHECK(position >= drawn_, ErrorKind::Internal, "cannot rewind an example stream");
   while (drawn_ < position) next();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "icae/train/distributed.h"
 #include "icae/util/device.h"
 #include "icae/util/error.h"
 
@@ -71,6 +72,9 @@ StepStats train_step(Icae& icae, AdamW& optimizer, const std::vector<MicroBatch>
   int64_t total = 0;
   for (const auto& mb : micro_batches)
     for (const auto& s : mb) total += labelled(s);
+  // Data-parallel: the token count of the whole update (all ranks), so that after summing the
+  // ranks' gradients the update equals one rank holding every sample.
+  if (config.comm) total = static_cast<int64_t>(config.comm->all_reduce_sum({static_cast<double>(total)})[0]);
   ICAE_CHECK(total > 0, ErrorKind::BadInput, "no labelled token in this update");
   StepStats stats;
   double sum_by[3] = {0, 0, 0};
@@ -80,9 +84,26 @@ StepStats train_step(Icae& icae, AdamW& optimizer, const std::vector<MicroBatch>
                       static_cast<double>(total);
     loss.backward();
   }
-  finish(stats, sum_by);
   std::vector<at::Tensor> params;
   for (const auto& p : optimizer.params()) params.push_back(p.param);
+  if (config.comm) {
+    std::vector<at::Tensor> grads;
+    for (auto& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    config.comm->all_reduce_tensors(grads);
+    // The update's statistics over all ranks, so that every rank logs (and decides) the same.
+    auto v = config.comm->all_reduce_sum({sum_by[0], sum_by[1], sum_by[2], static_cast<double>(stats.tokens_by[0]),
+                                          static_cast<double>(stats.tokens_by[1]), static_cast<double>(stats.tokens_by[2]),
+                                          static_cast<double>(stats.context_tokens)});
+    for (int k = 0; k < 3; ++k) {
+      sum_by[k] = v[k];
+      stats.tokens_by[k] = static_cast<int64_t>(v[3 + k]);
+    }
+    stats.context_tokens = static_cast<int64_t>(v[6]);
+  }
+  finish(stats, sum_by);
   stats.grad_norm = clip_grad_norm(params, config.clip);
   stats.finite = std::isfinite(stats.loss) && std::isfinite(stats.grad_norm);
   if (stats.finite && config.update) optimizer.step(config.lr_factor);

@@ -104,8 +104,16 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, std::option
   return std::unique_ptr<Trainer>(new Trainer(o, true));
 }
 
-Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)) {
+Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(DistributedEnv::from_environment()) {
   if (options_.threads > 0) at::set_num_threads(options_.threads);
+  if (dist_.active()) {
+    ICAE_CHECK(parse_device(options_.device).is_cpu(), ErrorKind::Unsupported,
+               "data-parallel training runs on the CPU (Gloo) in this build; NCCL for CUDA is not wired yet");
+    comm_ = std::make_unique<Communicator>(dist_);
+    if (leader())
+      std::fprintf(stderr, "data-parallel: %d ranks (Gloo over %s:%d)\n", dist_.world_size, dist_.master_addr.c_str(),
+                   dist_.master_port);
+  }
   if (options_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
   TextModelOptions tmo;
   tmo.load.device = parse_device(options_.device);
@@ -150,6 +158,8 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)) {
   StreamOptions so;
   so.seed = options_.seed;
   so.shuffle_buffer = options_.shuffle_buffer;
+  so.rank = dist_.rank;
+  so.world_size = dist_.world_size;
   const auto train_files = list_data_files(options_.train_data);
   stream_ = std::make_unique<ExampleStream>(train_files, text_.tokenizer, data, so, bad_data_);
   if (!options_.eval_data.empty()) {
@@ -174,8 +184,9 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)) {
     std::vector<std::vector<int64_t>> contexts;
     for (auto& e : first) contexts.push_back(e.context);
     const double s = icae_->calibrate_projector(contexts);
-    std::fprintf(stderr, "projector: %s, initial scale %.4f (mean embedding norm / mean slot norm)\n",
-                 options_.projector.c_str(), s);
+    if (leader())
+      std::fprintf(stderr, "projector: %s, initial scale %.4f (mean embedding norm / mean slot norm)\n",
+                   options_.projector.c_str(), s);
   }
 
   // Optimizer groups: LoRA at --lr with weight decay; memory embeddings and projector at
@@ -188,22 +199,29 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)) {
     params.push_back({name, t, lora ? options_.lr : mem_lr, lora ? options_.weight_decay : 0.0});
   }
   optimizer_ = std::make_unique<AdamW>(std::move(params), AdamWOptions{});
-  generator_ = make_generator(icae_->base().device(), options_.seed + 17);
+  // Each rank its own dropout stream. Checkpoints hold rank 0's; other ranks reseed on resume.
+  generator_ = make_generator(icae_->base().device(), options_.seed + 17 + 1000003ull * dist_.rank);
 
   if (resuming) {
     const std::string ckpt = run_file(options_, "checkpoint.safetensors");
     ICAE_CHECK(fs::exists(ckpt), ErrorKind::Io, options_.out + ": no checkpoint.safetensors to resume from");
-    progress_ = load_training_state(ckpt, *icae_, *optimizer_, *generator_);
-    std::fprintf(stderr, "resuming %s at step %lld (replaying %lld examples of the data stream)\n",
-                 options_.out.c_str(), static_cast<long long>(progress_.step),
-                 static_cast<long long>(progress_.examples_drawn));
-    stream_->skip_to(progress_.examples_drawn);
+    at::Generator loaded = generator_->clone();
+    progress_ = load_training_state(ckpt, *icae_, *optimizer_, loaded);
+    if (leader()) generator_ = loaded;
+    else generator_ = make_generator(icae_->base().device(), options_.seed + 17 + 1000003ull * dist_.rank + progress_.step);
+    if (leader())
+      std::fprintf(stderr, "resuming %s at step %lld (replaying %lld examples of the data stream)\n",
+                   options_.out.c_str(), static_cast<long long>(progress_.step),
+                   static_cast<long long>(progress_.examples_drawn));
+    stream_->skip_to_global(progress_.examples_drawn);
   }
+  if (!leader()) return;  // rank 0 writes the run folder
   metrics_ = std::make_unique<MetricsLog>(run_file(options_, "metrics.jsonl"), resuming ? progress_.step : -1);
 
   nlohmann::json config = {{"options", to_json(options_)},
                            {"base_model", {{"path", options_.model}, {"fingerprint", base_fingerprint_}}},
                            {"train_files", train_files},
+                           {"world_size", dist_.world_size},
                            {"trainable_parameters", 0}};
   int64_t n = 0;
   for (const auto& t : icae_->trainable_parameters()) n += t.numel();
@@ -217,7 +235,7 @@ std::vector<MicroBatch> Trainer::next_batch(double rate) {
   std::vector<MicroBatch> out(static_cast<size_t>(options_.accum));
   for (auto& mb : out)
     for (int64_t i = 0; i < options_.batch; ++i) {
-      const int64_t index = stream_->position();
+      const int64_t index = stream_->next_global_index();  // the same name on any number of ranks
       Example e = stream_->next();
       mb.push_back(make_sample(*icae_, e, index, rate, sample_options_));
     }
@@ -235,10 +253,11 @@ StepStats Trainer::step() {
   sc.rate = rate;
   sc.generator = &*generator_;
   sc.activation_checkpointing = options_.activation_checkpointing;
+  sc.comm = comm_.get();
   StepStats s = train_step(*icae_, *optimizer_, batch, sc);
   if (s.finite) {
     ++progress_.step;
-    progress_.examples_drawn = stream_->position();
+    progress_.examples_drawn = stream_->global_position();
     progress_.context_tokens += s.context_tokens;
     progress_.elapsed_s += s.seconds;
     progress_.bad_records = bad_data_->count();
@@ -351,6 +370,7 @@ EvalResult Trainer::evaluate() {
 // --- checkpoints ----------------------------------------------------------------------------
 
 void Trainer::save() {
+  if (!leader()) return;
   save_training_state(run_file(options_, "checkpoint.safetensors"), *icae_, *optimizer_, *generator_, progress_);
   AdapterInfo info;
   info.base_model = fs::path(options_.model).filename().string();
@@ -375,7 +395,7 @@ int Trainer::run() {
   bool warned_plateau = false;
   double window_tokens = 0, window_seconds = 0;
   int exit_code = 0;
-  if (progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0) {
+  if (leader() && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0) {
     EvalResult e = evaluate();
     metrics_->write(e.metrics);
     progress.message("eval @0: " + e.metrics.dump());
@@ -384,7 +404,7 @@ int Trainer::run() {
     const double lr = options_.lr * lr_factor(schedule, progress_.step, options_.warmup, options_.steps);
     StepStats s = step();
     if (!s.finite) {
-      progress.message("error: the loss or the gradient became " + std::string(std::isnan(s.loss) ? "NaN" : "infinite") +
+      if (leader()) progress.message("error: the loss or the gradient became " + std::string(std::isnan(s.loss) ? "NaN" : "infinite") +
                        " at step " + std::to_string(progress_.step + 1) +
                        " (no update made). The last good checkpoint is kept in " + options_.out +
                        "; try a lower --lr or --clip, or --dtype f32.");
@@ -397,14 +417,14 @@ int Trainer::run() {
     const double tps = window_seconds > 0 ? window_tokens / window_seconds : 0;
     const double eta = (options_.steps - progress_.step) * (window_seconds / std::max(1.0, window_tokens)) *
                        static_cast<double>(s.context_tokens);
-    progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
-    if (log_step) {
+    if (leader()) progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
+    if (log_step && leader()) {
       nlohmann::json rec = step_record(s, lr);
       rec["tokens_per_s"] = tps;
       metrics_->write(rec);
       window_tokens = window_seconds = 0;
     }
-    const bool eval_now = options_.eval_every > 0 && !eval_examples_.empty() &&
+    const bool eval_now = leader() && options_.eval_every > 0 && !eval_examples_.empty() &&
                           (progress_.step % options_.eval_every == 0 || progress_.step == options_.steps);
     if (eval_now) {
       EvalResult e = evaluate();
@@ -427,19 +447,21 @@ int Trainer::run() {
                     m.value("eval_s", 0.0));
       progress.message(line);
     }
-    const bool stop = g_stop.load();
+    // A stop request on any rank stops every rank after the same update.
+    bool stop = g_stop.load();
+    if (comm_) stop = comm_->all_reduce_sum({stop ? 1.0 : 0.0})[0] > 0;
     if ((options_.save_every > 0 && progress_.step % options_.save_every == 0) || progress_.step == options_.steps ||
         stop) {
       save();
     }
     if (stop) {
-      progress.message("stopped by a signal at step " + std::to_string(progress_.step) + "; saved. Continue with: icae " +
+      if (leader()) progress.message("stopped by a signal at step " + std::to_string(progress_.step) + "; saved. Continue with: icae " +
                        options_.mode + " --resume " + options_.out);
       break;
     }
   }
   progress.finish();
-  if (bad_data_->count() > 0)
+  if (leader() && bad_data_->count() > 0)
     std::fprintf(stderr, "note: %lld bad records were skipped (first: %s)\n", static_cast<long long>(bad_data_->count()),
                  bad_data_->messages().empty() ? "?" : bad_data_->messages().front().c_str());
   return exit_code;

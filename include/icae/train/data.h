@@ -79,6 +79,12 @@ class ExampleStream {
   int64_t position() const { return drawn_; }
   // Replays the stream to a saved position.
   void skip_to(int64_t position);
+  // The global stream's position (examples drawn by all ranks together), and the index in it of
+  // the example next() returns next: a rank-independent name for every example.
+  int64_t global_position() const { return global_drawn_; }
+  int64_t next_global_index() const;
+  // Replays to a global position (resuming with the same or another number of ranks).
+  void skip_to_global(int64_t global_position);
   int64_t epoch() const { return epoch_; }
 
  private:

@@ -14,6 +14,8 @@
 
 namespace icae::train {
 
+class Communicator;
+
 enum class Objective { AE = 0, LM = 1, FT = 2 };
 const char* objective_name(Objective o);
 
@@ -30,6 +32,7 @@ struct StepConfig {
   at::Generator* generator = nullptr; // LoRA dropout's stream
   bool update = true;                 // false: forward + backward only (no optimizer step)
   bool activation_checkpointing = false;
+  Communicator* comm = nullptr;       // data-parallel: gradients and token counts summed over ranks
 };
 
 struct StepStats {

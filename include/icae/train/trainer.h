@@ -14,6 +14,7 @@
 #include "icae/core/icae.h"
 #include "icae/infer/text_model.h"
 #include "icae/train/data.h"
+#include "icae/train/distributed.h"
 #include "icae/train/metrics_log.h"
 #include "icae/train/options.h"
 #include "icae/train/samples.h"
@@ -49,10 +50,13 @@ class Trainer {
 
  private:
   Trainer(TrainOptions options, bool resuming);
+  bool leader() const { return dist_.rank == 0; }  // rank 0 writes files and prints
   std::vector<MicroBatch> next_batch(double rate);
   nlohmann::json step_record(const StepStats& s, double lr) const;
 
   TrainOptions options_;
+  DistributedEnv dist_;
+  std::unique_ptr<Communicator> comm_;
   TextModel text_;
   std::unique_ptr<Icae> icae_;
   std::unique_ptr<AdamW> optimizer_;

@@ -1,0 +1,99 @@
+// Data-parallel training over c10d/Gloo on loopback: 2 ranks x batch B make the same updates as
+// 1 rank x batch 2B; rank 0 writes the run; a killed rank stops the others; the run resumes
+// from its checkpoint with another number of ranks.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "icae/io/tensor_io.h"
+#include "icae/train/trainer.h"
+#include "test_paths.h"
+#include "tiny_text_model.h"
+
+namespace fs = std::filesystem;
+using namespace icae;
+
+namespace {
+
+std::string fresh(const std::string& name) {
+  const std::string p = (fs::path(::testing::TempDir()) / name).string();
+  EXPECT_EQ(std::system(("rm -rf '" + p + "'").c_str()), 0);  // not fs::remove_all (see train_test.cpp)
+  return p;
+}
+
+std::string corpus() {
+  static const std::string dir = [] {
+    const std::string d = fresh("icae_dp_corpus");
+    fs::create_directories(d);
+    for (const char* f : {"chapter_1.txt", "chapter_2.txt"})
+      fs::copy_file(test::shared_dir() + "/corpus/moby-dick/" + f, fs::path(d) / f);
+    return d;
+  }();
+  return dir;
+}
+
+int run(const std::string& args) {
+  const int status = std::system((std::string(ICAE_CLI_PATH) + " " + args + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string train_args(const std::string& model, const std::string& out, int batch, int steps) {
+  return "pretrain --model " + model + " --train " + corpus() + " --out " + out +
+         " -k 4 --max-context 32 --lora-r 4 --lora-dropout 0 --targets q_proj,v_proj --batch " + std::to_string(batch) +
+         " --steps " + std::to_string(steps) + " --lr 1e-3 --warmup 0 --schedule constant --dtype f32 --deterministic" +
+         " --lm-ratio 0.5 --min-tokens-for-lm 8 --eval-every 0 --save-every 2 --log-every 1 --threads 1";
+}
+
+double max_rel_diff(const std::string& a, const std::string& b) {
+  TensorMap x = load_safetensors(a), y = load_safetensors(b);
+  double worst = 0;
+  for (const auto& [name, t] : x) {
+    const at::Tensor& u = y.at(name);
+    worst = std::max(worst, (t - u).abs().max().item<double>() / std::max(1e-12, u.abs().max().item<double>()));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST(DataParallel, TwoRanksEqualOneRankWithTheDoubleBatch) {
+  const std::string model = test::make_tiny_text_model("icae_dp_model");
+  const std::string one = fresh("icae_dp_one"), two = fresh("icae_dp_two");
+  ASSERT_EQ(run(train_args(model, one, 4, 6)), 0);
+  ASSERT_EQ(run("launch --nproc 2 --master-port 29631 -- " + std::string(ICAE_CLI_PATH) + " " +
+                train_args(model, two, 2, 6)),
+            0);
+  EXPECT_LE(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 1e-5);
+  // Rank 0 alone wrote the run; its metrics equal the one-rank run's losses.
+  std::ifstream a(one + "/metrics.jsonl"), b(two + "/metrics.jsonl");
+  std::string la, lb;
+  int lines = 0;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    const double x = nlohmann::json::parse(la)["loss"], y = nlohmann::json::parse(lb)["loss"];
+    EXPECT_NEAR(x, y, 1e-5 * std::abs(x));
+    ++lines;
+  }
+  EXPECT_EQ(lines, 6);
+  const auto config = nlohmann::json::parse(std::ifstream(two + "/config.json"));
+  EXPECT_EQ(config["world_size"], 2);
+}
+
+TEST(DataParallel, ADeadRankStopsTheOthersAndTheRunResumes) {
+  const std::string model = test::make_tiny_text_model("icae_dp_model_kill");
+  const std::string out = fresh("icae_dp_kill");
+  // Rank 1 dies at once (its model path is wrong); rank 0 must not hang: launch stops it.
+  const std::string bad = "launch --nproc 2 --master-port 29632 -- sh -c '" + std::string("if [ \"$RANK\" = 1 ]; then exit 4; fi; exec ") +
+                          ICAE_CLI_PATH + " " + train_args(model, out, 2, 1000) + "'";
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_NE(run(bad), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(120));
+  // A healthy 2-rank run to 4 updates, then resumed with one rank to 6.
+  const std::string out2 = fresh("icae_dp_resume");
+  ASSERT_EQ(run("launch --nproc 2 --master-port 29633 -- " + std::string(ICAE_CLI_PATH) + " " + train_args(model, out2, 2, 4)), 0);
+  ASSERT_EQ(run("pretrain --resume " + out2 + " --steps 6"), 0);
+  auto t = train::Trainer::resume(out2);
+  EXPECT_EQ(t->progress().step, 6);
+}
