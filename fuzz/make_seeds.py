@@ -161,3 +161,11 @@ base = {"model_type": "qwen2", "vocab_size": 512, "hidden_size": 64, "intermedia
         "sliding_window": 4096, "use_sliding_window": False}
 out("config_json", "qwen2_llama3_rope", json.dumps(base))
 out("config_json", "linear_rope", json.dumps({**base, "model_type": "llama", "rope_scaling": {"type": "linear", "factor": 2}}))
+
+
+# --- tokenizer_encode: one byte choosing the shipped vocabulary (0..4), then a text.
+for i, text in enumerate(["Hello world, 123!\n",
+                          " caf\u00e9  \u4f60\u597d\ttabs  <s> </s> <|endoftext|> <|im_start|>",
+                          "don't 12345 \U0001F600 end\r\n"]):
+    for k in range(5):
+        out("tokenizer_encode", f"seed_{i}_{k}", bytes([k]) + text.encode())
