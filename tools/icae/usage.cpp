@@ -45,7 +45,7 @@ std::string unrecognised_command(int argc, char** argv) {
   return "";
 }
 
-std::string no_command_message(const CLI::App& root, int argc, char** argv, const CLI::ParseError& e) {
+std::string no_command_message(const CLI::App& root, int argc, char** argv) {
   const std::vector<std::string> names = command_names(root);
   const std::string given = unrecognised_command(argc, argv);
   std::ostringstream m;
@@ -81,7 +81,7 @@ int report_parse_error(const CLI::App& root, const CLI::ParseError& e, int argc,
   if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return root.exit(e);
   const std::vector<CLI::App*> parsed = root.get_subcommands();
   if (parsed.empty()) {
-    std::cerr << "icae: error: " << no_command_message(root, argc, argv, e) << "\n";
+    std::cerr << "icae: error: " << no_command_message(root, argc, argv) << "\n";
   } else {
     // The innermost command reached names the option's owner ("icae generate: --model is required").
     const std::string name = parsed.back()->get_name();
