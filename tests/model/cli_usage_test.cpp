@@ -49,6 +49,7 @@ TEST(CliUsage, HelpAndVersionExitZero) {
 
 TEST(CliUsage, UnknownOrMissingCommand) {
   expect_usage("", {"icae: error: no command given; commands: ", "generate", "tokenize"});
+  expect_usage("\"\"", {"icae: error: unknown command ''; commands: "});
   expect_usage("foo", {"icae: error: unknown command 'foo'; commands: ", "generate, chat"});
   expect_usage("genrate --model m", {"unknown command 'genrate' (did you mean 'generate'?)"});
   expect_usage("--bogus", {"icae: error: unknown option '--bogus' before the command", "commands: "});

@@ -39,17 +39,19 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 // The root has no options of its own, so when no command was recognised, the first argument that
 // is not an option is what the user meant as the command.
-std::string unrecognised_command(int argc, char** argv) {
+// Its index in argv, or 0 when every argument is an option.
+int unrecognised_command(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
-    if (argv[i][0] != '-') return argv[i];
-  return "";
+    if (argv[i][0] != '-') return i;
+  return 0;
 }
 
 std::string no_command_message(const CLI::App& root, int argc, char** argv) {
   const std::vector<std::string> names = command_names(root);
-  const std::string given = unrecognised_command(argc, argv);
+  const int index = unrecognised_command(argc, argv);
   std::ostringstream m;
-  if (!given.empty()) {
+  if (index > 0) {
+    const std::string given = argv[index];
     m << "unknown command '" << given << "'";
     std::string best;
     size_t best_distance = 3;  // suggest only close misspellings
