@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "icae/tokenizer/unicode.h"
 #include "icae/util/error.h"
 
 namespace icae::gguf {
@@ -125,6 +126,18 @@ json template_post_processor(const std::vector<std::string>& tokens, int64_t bos
   return {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
 }
 
+// GGUF strings are meant to be UTF-8 (llama.cpp writes them from Python str), and a tokenizer.json
+// must be: a token that is not would load, then fail when written out (export-tokenizer) with a
+// JSON library error instead of one naming the token.
+void check_utf8(const std::vector<std::string>& items, const std::string& path, const char* key) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const size_t bad = tok::find_invalid_utf8(items[i]);
+    if (bad != std::string::npos)
+      fail(ErrorKind::BadInput, path + ": " + key + "[" + std::to_string(i) + "] is not valid UTF-8 (byte offset " +
+                                    std::to_string(bad) + ")");
+  }
+}
+
 }  // namespace
 
 json tokenizer_json_from_gguf(const GgufFile& f) {
@@ -137,6 +150,7 @@ json tokenizer_json_from_gguf(const GgufFile& f) {
   std::vector<std::string> tokens = f.get_strings("tokenizer.ggml.tokens");
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) fail(ErrorKind::BadInput, path + ": tokenizer.ggml.tokens is empty");
+  check_utf8(tokens, path, "tokenizer.ggml.tokens");
   std::vector<int64_t> types(tokens.size(), kNormal);
   if (f.has("tokenizer.ggml.token_type")) {
     types = f.get_ints("tokenizer.ggml.token_type");
@@ -170,7 +184,9 @@ json tokenizer_json_from_gguf(const GgufFile& f) {
 
   json merges;
   if (f.has("tokenizer.ggml.merges")) {
-    merges = f.get_strings("tokenizer.ggml.merges");
+    std::vector<std::string> m = f.get_strings("tokenizer.ggml.merges");
+    check_utf8(m, path, "tokenizer.ggml.merges");
+    merges = std::move(m);
   } else if (spm && f.has("tokenizer.ggml.scores")) {
     std::vector<double> scores = f.get_floats("tokenizer.ggml.scores");
     if (scores.size() != tokens.size())

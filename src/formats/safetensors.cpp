@@ -74,13 +74,24 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
+// data_ stays null for an owned image, so data() reads owned_ and the destructor unmaps nothing.
+MappedFile::MappedFile(std::vector<uint8_t> bytes, const std::string& name)
+    : path_(name), owned_(std::move(bytes)) {
+  size_ = owned_.size();
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path)
-    : file_(std::make_shared<MappedFile>(path)) {
-  const std::string where = path;
+SafetensorsFile::SafetensorsFile(const std::string& path) : SafetensorsFile(std::make_shared<MappedFile>(path)) {}
+
+SafetensorsFile SafetensorsFile::from_memory(std::vector<uint8_t> bytes, const std::string& name) {
+  return SafetensorsFile(std::make_shared<MappedFile>(std::move(bytes), name));
+}
+
+SafetensorsFile::SafetensorsFile(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {
+  const std::string where = file_->path();
   const size_t size = file_->size();
   ICAE_CHECK(size >= 8, ErrorKind::BadInput,
              where + ": not a safetensors file (" + std::to_string(size) + " bytes, need at least 8)");

@@ -1,7 +1,9 @@
 #include "icae/model/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "icae/util/error.h"
 
@@ -9,9 +11,27 @@ namespace icae {
 
 namespace {
 
+// Sizes beyond these are refused before anything is allocated for them; they are far above any
+// released Llama-family model (vocabularies ~256k, hidden 16k, 128 layers, 1M positions) and
+// keep every product parameter_count() and the loaders form within int64.
+constexpr int64_t kMaxVocab = int64_t(1) << 24;
+constexpr int64_t kMaxWidth = int64_t(1) << 20;   // hidden, intermediate, heads x head_dim
+constexpr int64_t kMaxLayers = int64_t(1) << 12;
+constexpr int64_t kMaxPositions = int64_t(1) << 24;
+
 template <typename T>
 T get_or(const nlohmann::json& j, const char* key, T fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann converts a float to an integer with a plain cast, undefined for 1e300: accept
+    // only floats that are whole numbers in range (4096.0), and say which field is wrong.
+    if (j[key].is_number_float()) {
+      const double d = j[key].get<double>();
+      ICAE_CHECK(std::isfinite(d) && d == std::floor(d) && std::fabs(d) <= 9.0e15, ErrorKind::BadInput,
+                 std::string("config.json: field '") + key + "' is not an integer");
+      return static_cast<T>(d);
+    }
+  }
   try {
     return j[key].get<T>();
   } catch (const nlohmann::json::exception&) {
@@ -90,7 +110,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
       get_or<bool>(j, "use_sliding_window", c.model_type == "mistral")) {
     // A window at least as long as any sequence we run changes nothing; we do not implement
     // shorter windows, so say so instead of silently attending further back than the model did.
-    const int64_t window = j["sliding_window"].get<int64_t>();
+    const int64_t window = get_or<int64_t>(j, "sliding_window", 0);
     ICAE_CHECK(window >= c.max_position_embeddings, ErrorKind::Unsupported,
                "config.json: sliding_window " + std::to_string(window) +
                    " shorter than max_position_embeddings is not supported");
@@ -165,6 +185,20 @@ void ModelConfig::validate() const {
   positive(num_attention_heads, "num_attention_heads");
   positive(num_key_value_heads, "num_key_value_heads");
   positive(head_dim, "head_dim");
+  positive(max_position_embeddings, "max_position_embeddings");
+  auto at_most = [](int64_t v, int64_t limit, const char* name) {
+    ICAE_CHECK(v <= limit, ErrorKind::BadInput,
+               std::string("config: ") + name + " = " + std::to_string(v) + " exceeds the limit of " +
+                   std::to_string(limit));
+  };
+  at_most(vocab_size, kMaxVocab, "vocab_size");
+  at_most(hidden_size, kMaxWidth, "hidden_size");
+  at_most(intermediate_size, kMaxWidth, "intermediate_size");
+  at_most(num_hidden_layers, kMaxLayers, "num_hidden_layers");
+  at_most(num_attention_heads, kMaxWidth, "num_attention_heads");
+  at_most(head_dim, kMaxWidth, "head_dim");
+  at_most(num_attention_heads * head_dim, kMaxWidth, "num_attention_heads * head_dim");
+  at_most(max_position_embeddings, kMaxPositions, "max_position_embeddings");
   ICAE_CHECK(num_attention_heads % num_key_value_heads == 0, ErrorKind::BadInput,
              "config: num_attention_heads (" + std::to_string(num_attention_heads) +
                  ") must be a multiple of num_key_value_heads (" +

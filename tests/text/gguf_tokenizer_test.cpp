@@ -184,6 +184,27 @@ TEST(GgufTokenizer, MetadataErrors) {
   }
 }
 
+// Found by the gguf_tokenizer fuzz target: a token that is not UTF-8 loaded, and export-tokenizer
+// then failed inside the JSON library ("[json.exception.type_error.316] invalid UTF-8 byte", exit 1).
+// The crashing input is kept in fuzz/corpus/gguf_tokenizer/invalid_utf8_token.
+TEST(GgufTokenizer, TokensAndMergesMustBeUtf8) {
+  for (const bool in_merges : {false, true}) {
+    Writer w;
+    w.kv_str("tokenizer.ggml.model", "gpt2");
+    w.kv_strs("tokenizer.ggml.tokens", {"a", in_merges ? "b" : "x\x96", "ab"});
+    w.kv_strs("tokenizer.ggml.merges", {in_merges ? "a \xc3" : "a b"});
+    try {
+      tokenizer_of(w);
+      FAIL() << "accepted invalid UTF-8";
+    } catch (const icae::Error& e) {
+      EXPECT_EQ(e.kind(), icae::ErrorKind::BadInput);
+      const std::string expected = in_merges ? "tok.gguf: tokenizer.ggml.merges[0] is not valid UTF-8 (byte offset 2)"
+                                             : "tok.gguf: tokenizer.ggml.tokens[1] is not valid UTF-8 (byte offset 1)";
+      EXPECT_EQ(std::string(e.what()), expected);
+    }
+  }
+}
+
 // Expected ids from transformers 5.17 (AutoTokenizer on the same GGUF) for texts where its GGUF
 // converter and SmolLM2's own pipeline agree (see docs/models.md for where they differ).
 TEST(GgufTokenizer, SmolLM2MatchesTransformers) {

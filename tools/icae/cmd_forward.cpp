@@ -7,6 +7,7 @@
 
 #include "command.h"
 #include "common.h"
+#include "usage.h"
 #include "icae/io/tensor_io.h"
 #include "icae/model/transformer.h"
 
@@ -53,7 +54,9 @@ void setup(CLI::App& root) {
   cmd->add_option("--model", args->model, "Model folder (config.json + safetensors) or .gguf file")->required();
   cmd->add_option("--ids", args->ids, "Comma-separated token ids, e.g. 1,5,9")->required();
   cmd->add_option("--out", args->out, "Save input_ids and logits [T, V] (float32) to this .safetensors file");
-  cmd->add_option("--top", args->top, "Without --out: how many top logits to print per position")->capture_default_str();
+  cmd->add_option("--top", args->top, "Without --out: how many top logits to print per position")
+      ->check(icae::cli::at_least(1))
+      ->capture_default_str();
   icae::cli::add_run_options(cmd, args->run);
   cmd->callback([args] { run_forward(*args); });
 }

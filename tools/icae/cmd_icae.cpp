@@ -10,6 +10,7 @@
 
 #include "command.h"
 #include "common.h"
+#include "usage.h"
 #include "icae/core/checkpoint.h"
 #include "icae/core/objectives.h"
 #include "icae/infer/generate.h"
@@ -169,7 +170,8 @@ void add_common(CLI::App* cmd, IcaeArgs& a) {
   cmd->add_option("--model", a.model, "Base model folder or .gguf file")->required();
   cmd->add_option("--adapter", a.adapter, "ICAE adapter (.safetensors: ours or the released v2 layout)")->required();
   cmd->add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own");
-  cmd->add_option("--lora-alpha", a.lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)");
+  cmd->add_option("--lora-alpha", a.lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)")
+      ->check(cli::at_least(0));
   cli::add_run_options(cmd, a.run);
 }
 
@@ -204,10 +206,14 @@ void setup(CLI::App& root) {
   ask->add_option("--prompt,-p", a->prompt, "The question or instruction");
   ask->add_flag("--reconstruct", a->reconstruct, "Reconstruct the context instead ([slots, AE])");
   ask->add_option("--template", a->tmpl, "FT template: none, mistral, llama2, llama3, chatml (default: the adapter's)");
-  ask->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens to generate at most")->capture_default_str();
-  ask->add_option("--temperature", a->sampling.temperature, "0: greedy")->capture_default_str();
-  ask->add_option("--top-k", a->sampling.top_k, "Sample from the k most likely tokens (0: all)")->capture_default_str();
-  ask->add_option("--top-p", a->sampling.top_p, "Nucleus mass")->capture_default_str();
+  ask->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens to generate at most")
+      ->check(cli::at_least(0))
+      ->capture_default_str();
+  ask->add_option("--temperature", a->sampling.temperature, "0: greedy")->check(cli::at_least(0.0))->capture_default_str();
+  ask->add_option("--top-k", a->sampling.top_k, "Sample from the k most likely tokens (0: all)")
+      ->check(cli::at_least(0))
+      ->capture_default_str();
+  ask->add_option("--top-p", a->sampling.top_p, "Nucleus mass, in (0, 1]")->check(CLI::Range(1e-9, 1.0))->capture_default_str();
   ask->add_option("--seed", a->sampling.seed, "Sampling seed")->capture_default_str();
   ask->callback([a] { run_ask(*a); });
 
@@ -221,8 +227,10 @@ void setup(CLI::App& root) {
       "params", "Report the trainable parameters of an ICAE (LoRA + memory embeddings) and their share of a base\n"
                 "model, from its config.json alone (no weights needed).");
   params->add_option("--config", p->config, "The base model's config.json")->required();
-  params->add_option("--mem-size,-k", p->mem_size, "Memory slots per segment")->capture_default_str();
-  params->add_option("--lora-r,-r", p->r, "LoRA rank")->capture_default_str();
+  params->add_option("--mem-size,-k", p->mem_size, "Memory slots per segment")
+      ->check(cli::at_least(1))
+      ->capture_default_str();
+  params->add_option("--lora-r,-r", p->r, "LoRA rank")->check(cli::at_least(1))->capture_default_str();
   params->add_option("--targets", p->targets, "LoRA target modules")->delimiter(',')->capture_default_str();
   params->callback([p] {
     IcaeConfig ic;

@@ -17,7 +17,9 @@ void add_run_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--dtype", o.dtype, "Weight and activation type: f32, bf16 or f16 (bf16 is fast on CPUs with AMX)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core, or OMP_NUM_THREADS)")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core, or OMP_NUM_THREADS)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
   cmd->add_flag("--dense-decode", o.dense_decode,
                 "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks");
 }

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "usage.h"
 #include "icae/util/error.h"
 
 namespace icae::cli {
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return icae::cli::report_parse_error(app, e, argc, argv);
   } catch (const icae::Error& e) {
     std::cerr << "icae: error: " << e.what() << "\n";
     return e.exit_code();

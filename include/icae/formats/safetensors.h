@@ -32,10 +32,12 @@ struct TensorView {
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);  // throws icae::Error(Io)
+  // A file image held in memory instead (tests, fuzzing); `name` stands in for the path.
+  MappedFile(std::vector<uint8_t> bytes, const std::string& name);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
-  const uint8_t* data() const { return data_; }
+  const uint8_t* data() const { return data_ ? data_ : owned_.data(); }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
@@ -43,6 +45,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  std::vector<uint8_t> owned_;  // the image when not mapped
 };
 
 class SafetensorsFile {
@@ -50,6 +53,8 @@ class SafetensorsFile {
   // Maps and validates the whole header; throws icae::Error(BadInput) with the file name and
   // the offending tensor for every inconsistency.
   explicit SafetensorsFile(const std::string& path);
+  // The same checks on a file image held in memory; `name` is used in error messages.
+  static SafetensorsFile from_memory(std::vector<uint8_t> bytes, const std::string& name);
 
   const std::string& path() const { return file_->path(); }
   const std::vector<TensorView>& tensors() const { return tensors_; }
@@ -58,6 +63,8 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
+  explicit SafetensorsFile(std::shared_ptr<MappedFile> file);
+
   std::shared_ptr<MappedFile> file_;
   std::vector<TensorView> tensors_;
   std::map<std::string, std::string> metadata_;
