@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "icae/train/data.h"
 #include "icae/util/error.h"
 
 namespace icae::eval {
@@ -71,21 +72,15 @@ void read_file(const fs::path& path, EvalDataKind kind, std::vector<EvalSample>&
 
 std::vector<EvalSample> read_eval_data(const std::vector<std::string>& paths, EvalDataKind kind) {
   ICAE_CHECK(!paths.empty(), ErrorKind::Usage, "no evaluation data given (--data PATH)");
+  // The same file discovery as training (files as given, folders searched for .txt / .jsonl,
+  // sorted); unlike training, a bad record here is an error: an evaluation must not quietly
+  // measure fewer samples than it was given.
   std::vector<EvalSample> out;
-  for (const auto& p : paths) {
-    ICAE_CHECK(fs::exists(p), ErrorKind::Io, p + ": no such file or folder");
-    if (!fs::is_directory(p)) {
-      read_file(p, kind, out);
-      continue;
-    }
-    // A folder: its files in name order, so runs are reproducible; hidden files skipped.
-    std::vector<fs::path> files;
-    for (const auto& e : fs::recursive_directory_iterator(p))
-      if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    ICAE_CHECK(!files.empty(), ErrorKind::BadInput, p + ": the folder holds no files");
-    for (const auto& f : files)
-      if (kind == EvalDataKind::Text || is_jsonl(f)) read_file(f, kind, out);
+  for (const auto& f : train::list_data_files(paths)) {
+    // PwC data is JSONL: text files found in a folder are not meant (one named explicitly is an error).
+    const bool named = std::find(paths.begin(), paths.end(), f) != paths.end();
+    if (kind == EvalDataKind::Pwc && !is_jsonl(f) && !named) continue;
+    read_file(f, kind, out);
   }
   ICAE_CHECK(!out.empty(), ErrorKind::BadInput, "the evaluation data holds no samples");
   return out;
