@@ -10,33 +10,16 @@
 #include "icae/io/tensor_io.h"
 #include "icae/train/step.h"
 #include "icae/util/error.h"
+#include "golden_fixture.h"
 #include "test_paths.h"
 
 using namespace icae;
 
 namespace {
 
-std::vector<int64_t> to_ids(const at::Tensor& t) {
-  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
-
-struct Fixture {
-  std::shared_ptr<Transformer> base;
-  std::unique_ptr<Icae> icae;
-  TensorMap golden;
-};
-
-Fixture load(const std::string& name) {
-  const std::string dir = test::golden_dir(name);
-  Fixture f;
-  f.base = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
-  AdapterLoadOptions o;
-  o.lora_alpha = 32;
-  f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;
-  f.golden = load_safetensors(dir + "/golden.safetensors");
-  return f;
-}
+using test::to_ids;
+using Fixture = test::GoldenFixture;
+Fixture load(const std::string& name) { return test::load_golden_fixture(name); }
 
 class IcaeGolden : public ::testing::TestWithParam<std::string> {};
 

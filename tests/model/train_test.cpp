@@ -18,6 +18,7 @@
 #include "icae/train/plot.h"
 #include "icae/train/trainer.h"
 #include "icae/util/error.h"
+#include "golden_fixture.h"
 #include "test_paths.h"
 #include "tiny_text_model.h"
 
@@ -27,10 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<int64_t> to_ids(const at::Tensor& t) {
-  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
+using test::to_ids;
 
 // A fresh temporary folder. (rm, not fs::remove_all: libtorch.so exports its own, newer-ABI
 // std::filesystem symbols and remove_all through them crashes here.)
@@ -88,29 +86,15 @@ TrainOptions tiny_options(const std::string& model, const std::string& out) {
   return o;
 }
 
-struct Golden {
-  std::shared_ptr<Transformer> base;
-  std::unique_ptr<Icae> icae;
-  TensorMap g;
-};
-
-Golden load_golden(const std::string& name) {
-  Golden f;
-  const std::string dir = test::golden_dir(name);
-  f.base = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
-  AdapterLoadOptions o;
-  o.lora_alpha = 32;
-  f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;
-  f.g = load_safetensors(dir + "/golden.safetensors");
-  return f;
-}
+using Golden = test::GoldenFixture;
+Golden load_golden(const std::string& name) { return test::load_golden_fixture(name); }
 
 Sample golden_sample(const Golden& f, const char* key, Objective kind) {
   Sample s;
   s.kind = kind;
-  s.seq.context = to_ids(f.g.at("context_ids"));
-  s.seq.ids = to_ids(f.g.at(std::string(key) + "_prompt_answer_ids"));
-  s.seq.labels = to_ids(f.g.at(std::string(key) + "_labels"));
+  s.seq.context = to_ids(f.golden.at("context_ids"));
+  s.seq.ids = to_ids(f.golden.at(std::string(key) + "_prompt_answer_ids"));
+  s.seq.labels = to_ids(f.golden.at(std::string(key) + "_labels"));
   return s;
 }
 
@@ -129,13 +113,13 @@ TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
   sc.clip = 0;  // compare the raw gradients
   const std::pair<const char*, Objective> cases[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
   for (const auto& [key, kind] : cases) {
-    const double want = f.g.at(std::string(key) + "_loss").item<double>();
+    const double want = f.golden.at(std::string(key) + "_loss").item<double>();
     const StepStats s = train_step(*f.icae, opt, {{golden_sample(f, key, kind)}}, sc);
     EXPECT_NEAR(s.loss, want, 1e-5 * std::abs(want)) << key;
     EXPECT_NEAR(s.loss_by[static_cast<int>(kind)], want, 1e-5 * std::abs(want)) << key;
     // The gradient of the memory embeddings equals the golden one too (the step's backward).
     at::Tensor grad = f.icae->memory_embed().grad();
-    at::Tensor gold = f.g.at(std::string(key) + "_grad_memory_token_embed");
+    at::Tensor gold = f.golden.at(std::string(key) + "_grad_memory_token_embed");
     EXPECT_LE((grad - gold).abs().max().item<double>() / gold.abs().max().item<double>(), 1e-4) << key;
   }
   // All three in one batch: each objective's mean is still its golden loss, and the batch
@@ -147,7 +131,7 @@ TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
   double weighted = 0;
   int64_t n = 0;
   for (const auto& [key, kind] : cases) {
-    const double want = f.g.at(std::string(key) + "_loss").item<double>();
+    const double want = f.golden.at(std::string(key) + "_loss").item<double>();
     EXPECT_NEAR(mixed.loss_by[static_cast<int>(kind)], want, 1e-5 * std::abs(want)) << key << " (batched)";
     weighted += want * mixed.tokens_by[static_cast<int>(kind)];
     n += mixed.tokens_by[static_cast<int>(kind)];

@@ -1,0 +1,38 @@
+// A golden tiny model (../shared/testdata/golden/NAME) with its released-layout adapter and its
+// reference tensors, as several test files load it.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "icae/core/checkpoint.h"
+#include "icae/io/tensor_io.h"
+#include "test_paths.h"
+
+namespace icae::test {
+
+inline std::vector<int64_t> to_ids(const at::Tensor& t) {
+  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+struct GoldenFixture {
+  std::shared_ptr<Transformer> base;
+  std::unique_ptr<Icae> icae;
+  TensorMap golden;
+};
+
+inline GoldenFixture load_golden_fixture(const std::string& name) {
+  const std::string dir = golden_dir(name);
+  GoldenFixture f;
+  f.base = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  AdapterLoadOptions o;
+  o.lora_alpha = 32;  // the released layout stores no alpha
+  f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;
+  f.golden = load_safetensors(dir + "/golden.safetensors");
+  return f;
+}
+
+}  // namespace icae::test
