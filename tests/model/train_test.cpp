@@ -17,6 +17,7 @@
 #include "icae/train/data.h"
 #include "icae/train/plot.h"
 #include "icae/train/trainer.h"
+#include "icae/util/device.h"
 #include "icae/util/error.h"
 #include "golden_fixture.h"
 #include "test_paths.h"
@@ -333,5 +334,48 @@ TEST(TrainPlot, WritesAnSvgWithEveryCurve) {
   if (std::system("command -v xmllint >/dev/null 2>&1") == 0) {
     std::ofstream(dir + "/loss.svg") << svg;
     EXPECT_EQ(std::system(("xmllint --noout " + dir + "/loss.svg").c_str()), 0);
+  }
+}
+
+TEST(TrainStep, ActivationCheckpointingGivesTheSameLossAndGradients) {
+  // Dropout on, so the recomputation must replay the same masks from the generator.
+  auto run = [](bool checkpointing) {
+    Golden f = load_golden("tiny-mistral");
+    f.icae->set_lora_dropout(0.2);
+    f.icae->set_trainable(true);
+    std::vector<OptimizedTensor> params;
+    for (auto& [n, t] : f.icae->named_trainable()) params.push_back({n, t, 1e-3, 0.0});
+    AdamW opt(params, {});
+    at::Generator gen = make_generator(at::kCPU, 5);
+    StepConfig sc;
+    sc.update = false;
+    sc.clip = 0;
+    sc.generator = &gen;
+    sc.activation_checkpointing = checkpointing;
+    const StepStats s = train_step(*f.icae, opt, {{golden_sample(f, "ae", Objective::AE), golden_sample(f, "ft", Objective::FT)}}, sc);
+    return std::make_tuple(s.loss, f.icae->memory_embed().grad().clone(), f.icae->lora().pair(1, Proj::V).A.grad().clone());
+  };
+  auto [l0, m0, a0] = run(false);
+  auto [l1, m1, a1] = run(true);
+  EXPECT_NEAR(l0, l1, 1e-6 * l0);
+  EXPECT_LE((m0 - m1).abs().max().item<double>() / m0.abs().max().item<double>(), 1e-5);
+  EXPECT_LE((a0 - a1).abs().max().item<double>() / a0.abs().max().item<double>(), 1e-5);
+}
+
+TEST(TrainStep, ProjectorAdaptersRoundTrip) {
+  for (const char* kind : {"linear", "mlp"}) {
+    Golden f = load_golden("tiny-llama");
+    IcaeConfig c = f.icae->config();
+    c.projector = parse_projector(kind);
+    Icae icae(f.base, c, 3);
+    const auto ctx = to_ids(f.golden.at("context_ids"));
+    icae.calibrate_projector({ctx});
+    at::NoGradGuard no_grad;
+    for (auto& t : icae.projector().parameters()) t.add_(at::randn_like(t) * 0.01);  // not the init
+    const std::string path = ::testing::TempDir() + std::string("icae_projector_") + kind + ".safetensors";
+    save_adapter(path, icae, {});
+    LoadedAdapter back = load_adapter(path, f.base);
+    EXPECT_EQ(back.icae->config().projector, c.projector);
+    EXPECT_TRUE(at::allclose(back.icae->compress(ctx), icae.compress(ctx), 1e-6, 1e-6)) << kind;
   }
 }
