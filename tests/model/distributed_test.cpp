@@ -66,7 +66,8 @@ TEST(DataParallel, TwoRanksEqualOneRankWithTheDoubleBatch) {
   ASSERT_EQ(run("launch --nproc 2 --master-port 29631 -- " + std::string(ICAE_CLI_PATH) + " " +
                 train_args(model, two, 2, 6)),
             0);
-  EXPECT_LE(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 1e-5);
+  // Measured 6.7e-7 (f32; the two runs pad their micro-batches differently).
+  EXPECT_LE(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 1e-6);
   // Rank 0 alone wrote the run; its metrics equal the one-rank run's losses.
   std::ifstream a(one + "/metrics.jsonl"), b(two + "/metrics.jsonl");
   std::string la, lb;
