@@ -3,10 +3,14 @@
 // from its checkpoint with another number of ranks.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "icae/io/tensor_io.h"
 #include "icae/train/trainer.h"
@@ -91,10 +95,44 @@ TEST(DataParallel, ADeadRankStopsTheOthersAndTheRunResumes) {
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_NE(run(bad), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(120));
-  // A healthy 2-rank run to 4 updates, then resumed with one rank to 6.
+  // A 2-rank run whose rank 1 is killed (SIGKILL) after the first checkpoint: the launcher
+  // stops rank 0, and the run resumes from its last checkpoint — here with one rank.
   const std::string out2 = fresh("icae_dp_resume");
-  ASSERT_EQ(run("launch --nproc 2 --master-port 29633 -- " + std::string(ICAE_CLI_PATH) + " " + train_args(model, out2, 2, 4)), 0);
-  ASSERT_EQ(run("pretrain --resume " + out2 + " --steps 6"), 0);
-  auto t = train::Trainer::resume(out2);
-  EXPECT_EQ(t->progress().step, 6);
+  const pid_t launcher = fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {
+    const std::string cmd = "exec " + std::string(ICAE_CLI_PATH) + " launch --nproc 2 --master-port 29633 -- " +
+                            ICAE_CLI_PATH + " " + train_args(model, out2, 2, 100000) + " >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 1200 && !fs::exists(out2 + "/checkpoint.safetensors"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fs::exists(out2 + "/checkpoint.safetensors"));
+  // The launcher's children are the ranks; kill the one with RANK=1.
+  pid_t victim = -1;
+  DIR* proc = opendir("/proc");  // POSIX, not std::filesystem (see train_test.cpp)
+  ASSERT_NE(proc, nullptr);
+  while (const dirent* e = readdir(proc)) {
+    const std::string name = e->d_name;
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat("/proc/" + name + "/stat");
+    std::string pid, comm, state, ppid;
+    stat >> pid >> comm >> state >> ppid;
+    if (ppid != std::to_string(launcher)) continue;
+    std::ifstream env("/proc/" + name + "/environ");
+    const std::string all((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
+    if (all.find(std::string("LOCAL_RANK=1\0", 13)) != std::string::npos) victim = std::stoi(pid);
+  }
+  closedir(proc);
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGKILL);
+  int status = 0;
+  waitpid(launcher, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const int64_t saved = train::Trainer::resume(out2)->progress().step;
+  EXPECT_GE(saved, 2);
+  ASSERT_EQ(run("pretrain --resume " + out2 + " --steps " + std::to_string(saved + 2)), 0);
+  EXPECT_EQ(train::Trainer::resume(out2)->progress().step, saved + 2);
 }
