@@ -1,4 +1,4 @@
-// A learning test on the real SmolLM2-135M-Instruct (label "learning"; ~1-2 minutes on 2 cores):
+// A learning test on the real SmolLM2-135M-Instruct (label "learning"; about a minute, one thread):
 // overfitting four short passages at one token per slot, with the linear slot projector, the
 // loss falls steadily and greedy reconstruction reaches BLEU-4 >= 0.6 within 80 updates.
 // (Measured 2026-12-01, 2-core Xeon, busy machine: 5.8 -> 0.62 eval AE loss, BLEU 0.75 at 60.)
