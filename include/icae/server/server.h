@@ -29,7 +29,7 @@ struct ServerOptions {
   std::string slot_dir;               // the slot store's disk tier ("" : memory only)
   int64_t slot_cache_bytes = int64_t{512} << 20;
   int max_batch = 8;                  // decodes waiting together (same sampling) run as one batch
-  int http_threads = 8;               // connections served at once
+  int http_threads = 32;              // connections served at once (a keep-alive client holds one)
   int64_t max_queue = 64;             // requests waiting for the model; more get 503
   int64_t max_body_bytes = 8 << 20;   // bigger bodies get 413
   int64_t max_context_tokens = 32768; // per context to compress
