@@ -411,3 +411,17 @@ TEST(Serve, ConcurrentAnswersShareABatchAndEqualTheirAnswersAlone) {
   }
   EXPECT_GE(widest, 2) << "no two of 8 concurrent requests were ever decoded together";
 }
+
+// The queue in front of the model is bounded; with no room a request gets 503 at once (a queue of
+// 0 makes that deterministic), and the server answers the next one as before.
+TEST(Serve, AFullQueueIsRefusedWith503) {
+  ServerOptions o;
+  o.max_queue = 0;
+  Running s(o);
+  Reply r = post(*s.client, "/v1/compress", json{{"ids", std::vector<int64_t>{1, 2, 3}}});
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.j.value("error", "").find("the server is busy"), std::string::npos) << r.body;
+  auto h = s.client->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
