@@ -197,16 +197,28 @@ nlohmann::json Service::run(DecodeRequest& r, const OnPiece& on_piece) {
   std::unique_ptr<StreamPrinter> printer;
   if (on_piece && model_.text->tokenizer) printer = std::make_unique<StreamPrinter>(*model_.text->tokenizer);
   const std::vector<int64_t>& stops = model_.text->stop_ids;
-  if (on_piece) {
-    job.on_token = [&](int64_t id) {
+  // The per-request time limit counts from here (queue and decode): a request that would hold
+  // the worker longer ends with what it has, its last token delivered.
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(options_.request_timeout_s));
+  bool timed_out = false;
+  job.on_token = [&](int64_t id) {
+    bool keep = true;
+    if (on_piece) {
       std::string piece;
       const bool is_stop = std::find(stops.begin(), stops.end(), id) != stops.end();
       if (printer && !is_stop) piece = printer->push(id);
-      return on_piece(id, piece);
-    };
-  }
+      keep = on_piece(id, piece);
+    }
+    if (keep && Clock::now() > deadline) {
+      timed_out = true;
+      keep = false;
+    }
+    return keep;
+  };
   r.queue_ms = worker_.decode(job);
-  const Completion& done = job.result;
+  Completion& done = job.result;
+  if (timed_out) done.stop_reason = "timeout";
   metrics_.tokens("prompt", prompt_tokens);
   metrics_.tokens("generated", static_cast<int64_t>(done.ids.size()));
   metrics_.decode_seconds(job.decode_ms / 1000.0);

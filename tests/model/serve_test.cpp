@@ -425,3 +425,16 @@ TEST(Serve, AFullQueueIsRefusedWith503) {
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
 }
+
+// A decode that outlives the per-request limit ends with what it has, its last token delivered.
+TEST(Serve, ADecodeOverTheTimeLimitEndsWithStopReasonTimeout) {
+  ServerOptions o;
+  o.request_timeout_s = 0;  // over as soon as the first token is out
+  Running s(o);
+  const std::vector<int64_t> context = golden_context();
+  Reply r = post(*s.client, "/v1/answer",
+                 json{{"ids", context}, {"prompt_ids", std::vector<int64_t>{3, 4}}, {"max_tokens", 50}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.j.at("stop_reason"), "timeout");
+  EXPECT_EQ(r.j.at("tokens"), 1);
+}

@@ -98,6 +98,10 @@ void setup(CLI::App& root) {
   c->add_option("--max-new-tokens", s.max_new_tokens, "Most tokens a request may ask for (max_tokens)")
       ->check(icae::cli::at_least(1))
       ->capture_default_str();
+  c->add_option("--request-timeout", s.request_timeout_s,
+                "Seconds a decode may take (queue included); then it ends with stop_reason \"timeout\"")
+      ->check(icae::cli::at_least(0))
+      ->capture_default_str();
   c->callback([a] { run_serve(*a); });
 }
 

@@ -37,6 +37,7 @@ struct ServerOptions {
   int64_t max_new_tokens = 1024;      // the most a request may ask for
   int64_t default_new_tokens = 256;   // when it does not ask
   int read_timeout_s = 30;            // a client that stops sending mid-request
+  double request_timeout_s = 300;     // a decode running longer ends (stop_reason "timeout")
 };
 
 class Server {
