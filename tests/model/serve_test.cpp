@@ -1,0 +1,440 @@
+// icae serve through a real HTTP client: a server started in-process on a free loopback port over
+// the golden tiny-llama (ids only: it has no tokenizer). Compress -> answer equals a direct
+// Session, repeats are cache hits, slot ids survive a restart with a slot folder, bad requests get
+// their 4xx, the API key is enforced, a stream carries the same tokens.
+#include <httplib.h>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+#include "icae/api.h"
+#include "icae/core/checkpoint.h"
+#include "icae/core/icae.h"
+#include "icae/io/tensor_io.h"
+#include "icae/server/server.h"
+#include "test_paths.h"
+#include "tiny_text_model.h"
+
+using namespace icae;
+using nlohmann::json;
+
+namespace {
+
+std::vector<int64_t> to_ids(const at::Tensor& t) {
+  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+LoadedModel tiny_llama() {
+  const std::string dir = test::golden_dir("tiny-llama");
+  LoadedModel m;
+  auto text = std::make_shared<TextModel>();
+  text->path = dir + "/base";
+  text->model = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  AdapterLoadOptions o;
+  o.lora_alpha = 32;
+  o.compression_rate = 4;
+  m.adapter = std::make_shared<LoadedAdapter>(load_adapter(dir + "/icae.safetensors", text->model, o));
+  m.text = text;
+  return m;
+}
+
+std::vector<int64_t> golden_context() {
+  return to_ids(load_safetensors(test::golden_dir("tiny-llama") + "/golden.safetensors").at("context_ids"));
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/icae-serve-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }  // not std::filesystem::remove_all
+};
+
+// A server on a free loopback port and a client for it.
+struct Running {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<httplib::Client> client;
+  explicit Running(ServerOptions o = {}, LoadedModel m = tiny_llama()) {
+    o.host = "127.0.0.1";
+    o.port = 0;
+    server = std::make_unique<Server>(std::move(m), o);
+    const int port = server->start();
+    client = std::make_unique<httplib::Client>("127.0.0.1", port);
+    client->set_read_timeout(120, 0);
+  }
+};
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  json j;
+};
+
+Reply post(httplib::Client& c, const std::string& path, const std::string& body, const httplib::Headers& h = {}) {
+  auto r = c.Post(path.c_str(), h, body, "application/json");
+  Reply out;
+  if (!r) {
+    ADD_FAILURE() << path << ": no response (" << httplib::to_string(r.error()) << ")";
+    return out;
+  }
+  out.status = r->status;
+  out.body = r->body;
+  out.j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  return out;
+}
+Reply post(httplib::Client& c, const std::string& path, const json& body, const httplib::Headers& h = {}) {
+  return post(c, path, body.dump(), h);
+}
+
+}  // namespace
+
+TEST(Serve, CompressThenAnswerEqualsADirectSessionAndRepeatsAreCacheHits) {
+  const std::vector<int64_t> context = golden_context();
+  const std::vector<int64_t> prompt(context.begin(), context.begin() + 5);
+  Running s;
+  Reply c = post(*s.client, "/v1/compress", json{{"ids", context}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.j.at("tokens"), context.size());
+  EXPECT_FALSE(c.j.at("cached").get<bool>());
+  const std::string id = c.j.at("slots_id");
+  EXPECT_EQ(id.size(), 32u);
+
+  Reply a = post(*s.client, "/v1/answer", json{{"slots_id", id}, {"prompt_ids", prompt}, {"max_tokens", 12}});
+  ASSERT_EQ(a.status, 200) << a.body;
+
+  // The same through a Session, as `icae ask` does it.
+  LoadedModel m = tiny_llama();
+  SessionOptions so;
+  so.max_new_tokens = 12;
+  Session direct = new_session(m, so);
+  at::NoGradGuard no_grad;
+  at::Tensor slots = direct.compress(std::vector<std::vector<int64_t>>{context}).front();
+  const Completion want = direct.answer(slots, prompt);
+  EXPECT_EQ(a.j.at("ids").get<std::vector<int64_t>>(), want.ids);
+  EXPECT_EQ(a.j.at("tokens"), want.ids.size());
+  EXPECT_EQ(c.j.at("slots"), slots.size(0));
+  EXPECT_EQ(c.j.at("segments"), slots.size(0) / m.adapter->icae->config().mem_size);
+
+  // The second compress of the same context is a hit; so is an answer given the ids again
+  // (with the answer and the reconstruction by slots_id: 4 hits in all).
+  Reply c2 = post(*s.client, "/v1/compress", json{{"ids", context}});
+  ASSERT_EQ(c2.status, 200) << c2.body;
+  EXPECT_TRUE(c2.j.at("cached").get<bool>());
+  EXPECT_EQ(c2.j.at("slots_id"), id);
+  Reply a2 = post(*s.client, "/v1/answer", json{{"ids", context}, {"prompt_ids", prompt}, {"max_tokens", 12}});
+  ASSERT_EQ(a2.status, 200) << a2.body;
+  EXPECT_TRUE(a2.j.at("cached").get<bool>());
+  EXPECT_EQ(a2.j.at("ids"), a.j.at("ids"));
+
+  // Reconstruction from the slots gives the golden AE ids.
+  const auto golden = load_safetensors(test::golden_dir("tiny-llama") + "/golden.safetensors");
+  const auto ae = to_ids(golden.at("ae_greedy_ids"));
+  Reply r = post(*s.client, "/v1/reconstruct", json{{"slots_id", id}, {"max_tokens", ae.size()}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.j.at("ids").get<std::vector<int64_t>>(), ae);
+
+  // Generation without slots equals the session's.
+  Reply g = post(*s.client, "/v1/generate", json{{"prompt_ids", prompt}, {"max_tokens", 8}});
+  ASSERT_EQ(g.status, 200) << g.body;
+  so.max_new_tokens = 8;
+  Session plain = new_session(m, so);
+  EXPECT_EQ(g.j.at("ids").get<std::vector<int64_t>>(), plain.generate(prompt).ids);
+
+  auto metrics = s.client->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("icae_slot_store_hits_total 4"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("icae_requests_total{route=\"/v1/compress\",status=\"200\"} 2"), std::string::npos);
+  EXPECT_NE(metrics->body.find("icae_request_seconds_bucket{route=\"/v1/answer\",le=\"+Inf\"} 2"), std::string::npos);
+  EXPECT_NE(metrics->body.find("icae_queue_depth 0"), std::string::npos);
+}
+
+TEST(Serve, SlotIdsSurviveARestartWithASlotFolder) {
+  const std::vector<int64_t> context = golden_context();
+  const std::vector<int64_t> prompt(context.begin() + 10, context.begin() + 14);
+  TempDir dir;
+  ServerOptions o;
+  o.slot_dir = dir.path;
+  std::string id;
+  json first;
+  {
+    Running s(o);
+    Reply c = post(*s.client, "/v1/compress", json{{"ids", context}});
+    ASSERT_EQ(c.status, 200) << c.body;
+    id = c.j.at("slots_id");
+    Reply a = post(*s.client, "/v1/answer", json{{"slots_id", id}, {"prompt_ids", prompt}, {"max_tokens", 10}});
+    ASSERT_EQ(a.status, 200) << a.body;
+    first = a.j.at("ids");
+  }
+  Running again(o);
+  Reply a = post(*again.client, "/v1/answer", json{{"slots_id", id}, {"prompt_ids", prompt}, {"max_tokens", 10}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.j.at("ids"), first);
+  // Without the folder the id means nothing to a new server.
+  Running memory_only;
+  Reply lost = post(*memory_only.client, "/v1/answer", json{{"slots_id", id}, {"prompt_ids", prompt}});
+  EXPECT_EQ(lost.status, 404) << lost.body;
+}
+
+TEST(Serve, EachBadRequestGetsItsStatusAndAnErrorNamingTheProblem) {
+  ServerOptions o;
+  o.max_body_bytes = 4096;
+  o.max_context_tokens = 100;
+  o.max_new_tokens = 64;
+  Running s(o);
+  const std::string unknown(32, 'a');
+  struct Case {
+    std::string path, body;
+    int status;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/compress", "{\"ids\": [1, 2", 400, "malformed JSON"},
+      {"/v1/compress", "[1, 2]", 400, "JSON object"},
+      {"/v1/compress", R"({"ids": "1,2"})", 400, "'ids' must be an array"},
+      {"/v1/compress", R"({"ids": [1, -2]})", 400, "'ids'[1] = -2"},
+      {"/v1/compress", R"({"ids": [1, 2.5]})", 400, "not a token id"},
+      {"/v1/compress", R"({"ids": [1, 99999999]})", 400, "not a token id"},
+      {"/v1/compress", R"({"ids": []})", 400, "'ids' is empty"},
+      {"/v1/compress", R"({"ids": [1], "text": "x"})", 400, "exactly one"},
+      {"/v1/compress", R"({"idz": [1]})", 400, "unknown field 'idz'"},
+      {"/v1/compress", R"({"text": "hello"})", 400, "no tokenizer"},
+      {"/v1/compress", json{{"ids", std::vector<int64_t>(101, 1)}}.dump(), 413, "limit is 100"},
+      {"/v1/compress", std::string(5000, ' '), 413, "larger than the limit"},
+      {"/v1/answer", json{{"slots_id", unknown}, {"prompt_ids", std::vector<int64_t>{1}}}.dump(), 404, "unknown slots_id"},
+      {"/v1/answer", R"({"slots_id": "../../etc/passwd", "prompt_ids": [1]})", 404, "unknown slots_id"},
+      {"/v1/answer", R"({"slots_id": 7, "prompt_ids": [1]})", 400, "'slots_id' must be a string"},
+      {"/v1/answer", R"({"ids": [1, 2]})", 400, "\"prompt\" or \"prompt_ids\""},
+      {"/v1/answer", R"({"prompt_ids": [1]})", 400, "\"slots_id\", \"text\" or \"ids\""},
+      {"/v1/answer", R"({"ids": [1, 2], "prompt_ids": [1], "max_tokens": "ten"})", 400, "'max_tokens' must be an integer"},
+      {"/v1/answer", R"({"ids": [1, 2], "prompt_ids": [1], "max_tokens": 65})", 400, "out of range"},
+      {"/v1/answer", R"({"ids": [1, 2], "prompt_ids": [1], "max_tokens": 18446744073709551615})", 400, "out of range"},
+      {"/v1/answer", R"({"ids": [1, 2], "prompt_ids": [1], "temperature": -1})", 400, "'temperature'"},
+      {"/v1/answer", R"({"ids": [1, 2], "prompt": "what?"})", 400, "no tokenizer"},
+      {"/v1/generate", R"({"prompt_ids": [1], "stream": "yes"})", 400, "'stream' must be true or false"},
+      {"/v1/generate", R"({"prompt_ids": [1], "seed": -3})", 400, "'seed'"},
+      {"/v1/nothing", "{}", 404, "no route POST /v1/nothing"},
+  };
+  for (const Case& c : cases) {
+    Reply r = post(*s.client, c.path, c.body);
+    EXPECT_EQ(r.status, c.status) << c.path << " " << c.body.substr(0, 80) << " -> " << r.body;
+    ASSERT_TRUE(r.j.is_object() && r.j.contains("error")) << c.path << " " << c.body.substr(0, 80) << " -> " << r.body;
+    EXPECT_NE(r.j.at("error").get<std::string>().find(c.says), std::string::npos)
+        << c.path << " " << c.body.substr(0, 80) << " -> " << r.body;
+  }
+  // Still up, and nothing was compressed by the failed requests.
+  auto h = s.client->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = s.client->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("icae_tokens_total{kind=\"context\"} 0"), std::string::npos) << m->body;
+}
+
+TEST(Serve, TheApiKeyIsEnforced) {
+  ServerOptions o;
+  o.api_key = "s3cret";
+  Running s(o);
+  const json body = {{"ids", std::vector<int64_t>{1, 2, 3}}};
+  EXPECT_EQ(post(*s.client, "/v1/compress", body).status, 401);
+  Reply wrong = post(*s.client, "/v1/compress", body, {{"Authorization", "Bearer s3cre"}});
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_NE(wrong.j.value("error", "").find("wrong API key"), std::string::npos) << wrong.body;
+  EXPECT_EQ(post(*s.client, "/v1/compress", body, {{"Authorization", "Bearer s3cret"}}).status, 200);
+  auto metrics = s.client->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 401);
+  auto health = s.client->Get("/healthz");  // for load balancers: open
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST(Serve, AStreamDeliversTheSameTokens) {
+  const std::vector<int64_t> context = golden_context();
+  const std::vector<int64_t> prompt(context.begin() + 20, context.begin() + 23);
+  Running s;
+  const json req = {{"ids", context}, {"prompt_ids", prompt}, {"max_tokens", 10}};
+  Reply plain = post(*s.client, "/v1/answer", req);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  json streamed_req = req;
+  streamed_req["stream"] = true;
+  auto r = s.client->Post("/v1/answer", streamed_req.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<int64_t> ids;
+  std::string text;
+  json final;
+  std::istringstream lines(r->body);
+  std::string line, last;
+  while (std::getline(lines, line)) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    last = line.substr(6);
+    if (last == "[DONE]") break;
+    json e = json::parse(last);
+    if (e.contains("done")) {
+      final = e;
+    } else {
+      ids.push_back(e.at("id"));
+      text += e.at("text").get<std::string>();
+    }
+  }
+  EXPECT_EQ(last, "[DONE]");
+  EXPECT_EQ(ids, plain.j.at("ids").get<std::vector<int64_t>>());
+  EXPECT_EQ(final.at("ids"), plain.j.at("ids"));
+  EXPECT_EQ(text, plain.j.at("text").get<std::string>());
+}
+
+// Text in, text out: a tiny random llama with Llama 2's tokenizer and a fresh adapter for it.
+TEST(Serve, TextRequestsEqualADirectSessionAndStreamTheSameText) {
+  const std::string dir = test::make_tiny_text_model("icae_serve_text_" + std::to_string(::getpid()));
+  const std::string adapter = dir + "/adapter.safetensors";
+  {
+    auto base = std::make_shared<Transformer>(Transformer::load(dir, {}));
+    IcaeConfig ic;
+    ic.mem_size = 4;
+    ic.lora.r = 4;
+    AdapterInfo info;
+    info.base_fingerprint = base->fingerprint();
+    save_adapter(adapter, Icae(base, ic, 7), info);
+  }
+  LoadedModel m = load_model(dir, adapter);
+  ASSERT_NE(m.text->tokenizer, nullptr);
+  Running s({}, m);
+  const std::string doc = "The in-context autoencoder reads a long document once and keeps a few memory slots.";
+  Reply c = post(*s.client, "/v1/compress", json{{"text", doc}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_TRUE(post(*s.client, "/v1/compress", json{{"text", doc}}).j.at("cached").get<bool>());
+  const json req = {{"slots_id", c.j.at("slots_id")}, {"prompt", "What does it keep?"}, {"max_tokens", 16}};
+  Reply a = post(*s.client, "/v1/answer", req);
+  ASSERT_EQ(a.status, 200) << a.body;
+
+  SessionOptions so;
+  so.max_new_tokens = 16;
+  Session direct = new_session(m, so);
+  at::NoGradGuard no_grad;
+  const Completion want = direct.answer(direct.compress(doc), "What does it keep?");
+  EXPECT_EQ(a.j.at("ids").get<std::vector<int64_t>>(), want.ids);
+  EXPECT_EQ(a.j.at("text").get<std::string>(), want.text);
+  EXPECT_FALSE(want.text.empty());
+
+  json streamed = req;
+  streamed["stream"] = true;
+  auto r = s.client->Post("/v1/answer", streamed.dump(), "application/json");
+  ASSERT_TRUE(r);
+  std::string text;
+  std::istringstream lines(r->body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("data: {", 0) != 0) continue;
+    json e = json::parse(line.substr(6));
+    if (!e.contains("done")) text += e.at("text").get<std::string>();
+  }
+  EXPECT_EQ(text, want.text);
+
+  // The OpenAI shape: a message with "slots_id" stands in for the context, the last user
+  // message is the question.
+  const json chat = {{"model", "tiny"},
+                     {"max_tokens", 16},
+                     {"messages", json::array({json{{"role", "user"}, {"slots_id", c.j.at("slots_id")}},
+                                               json{{"role", "user"}, {"content", "What does it keep?"}}})}};
+  Reply oa = post(*s.client, "/v1/chat/completions", chat);
+  ASSERT_EQ(oa.status, 200) << oa.body;
+  EXPECT_EQ(oa.j.at("object"), "chat.completion");
+  EXPECT_EQ(oa.j.at("choices").at(0).at("message").at("content").get<std::string>(), want.text);
+  EXPECT_EQ(oa.j.at("usage").at("completion_tokens"), want.ids.size());
+  json chat_stream = chat;
+  chat_stream["stream"] = true;
+  auto cs = s.client->Post("/v1/chat/completions", chat_stream.dump(), "application/json");
+  ASSERT_TRUE(cs);
+  std::string deltas;
+  std::istringstream chunks(cs->body);
+  while (std::getline(chunks, line)) {
+    if (line.rfind("data: {", 0) != 0) continue;
+    json e = json::parse(line.substr(6));
+    ASSERT_EQ(e.at("object"), "chat.completion.chunk") << line;
+    deltas += e.at("choices").at(0).at("delta").value("content", "");
+  }
+  EXPECT_EQ(deltas, want.text);
+  Reply bad = post(*s.client, "/v1/chat/completions",
+                   json{{"messages", json::array({json{{"role", "user"}, {"slots_id", c.j.at("slots_id")}}})}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+}
+
+// Decodes that wait together run as one batch (worker.h); each row still equals its answer alone.
+TEST(Serve, ConcurrentAnswersShareABatchAndEqualTheirAnswersAlone) {
+  const std::vector<int64_t> context = golden_context();
+  ServerOptions o;
+  o.max_batch = 8;
+  Running s(o);
+  Reply c = post(*s.client, "/v1/compress", json{{"ids", context}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  const int n = 8;
+  std::vector<json> requests, alone;
+  for (int i = 0; i < n; ++i) {
+    // Prompts and budgets of different lengths: rows are left-padded and end at different steps.
+    const std::vector<int64_t> prompt(context.begin() + i, context.begin() + 2 + 2 * i);
+    requests.push_back({{"slots_id", c.j.at("slots_id")}, {"prompt_ids", prompt}, {"max_tokens", 6 + i}});
+    Reply a = post(*s.client, "/v1/answer", requests.back());
+    ASSERT_EQ(a.status, 200) << a.body;
+    alone.push_back(a.j.at("ids"));
+  }
+  // The worker takes whatever is queued when it looks: whether rows meet is up to timing, so a
+  // few rounds, each of which must give every client its own answer.
+  int64_t widest = 0;
+  for (int round = 0; round < 5 && widest < 2; ++round) {
+    std::vector<Reply> replies(n);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < n; ++i)
+      clients.emplace_back([&, i] {
+        httplib::Client cli("127.0.0.1", s.server->port());
+        cli.set_read_timeout(120, 0);
+        replies[i] = post(cli, "/v1/answer", requests[i]);
+      });
+    for (auto& t : clients) t.join();
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(replies[i].status, 200) << replies[i].body;
+      EXPECT_EQ(replies[i].j.at("ids"), alone[i]) << "client " << i;
+      widest = std::max<int64_t>(widest, replies[i].j.at("timings").at("batch_rows").get<int64_t>());
+    }
+  }
+  EXPECT_GE(widest, 2) << "no two of 8 concurrent requests were ever decoded together";
+}
+
+// The queue in front of the model is bounded; with no room a request gets 503 at once (a queue of
+// 0 makes that deterministic), and the server answers the next one as before.
+TEST(Serve, AFullQueueIsRefusedWith503) {
+  ServerOptions o;
+  o.max_queue = 0;
+  Running s(o);
+  Reply r = post(*s.client, "/v1/compress", json{{"ids", std::vector<int64_t>{1, 2, 3}}});
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.j.value("error", "").find("the server is busy"), std::string::npos) << r.body;
+  auto h = s.client->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// A decode that outlives the per-request limit ends with what it has, its last token delivered.
+TEST(Serve, ADecodeOverTheTimeLimitEndsWithStopReasonTimeout) {
+  ServerOptions o;
+  o.request_timeout_s = 0;  // over as soon as the first token is out
+  Running s(o);
+  const std::vector<int64_t> context = golden_context();
+  Reply r = post(*s.client, "/v1/answer",
+                 json{{"ids", context}, {"prompt_ids", std::vector<int64_t>{3, 4}}, {"max_tokens", 50}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.j.at("stop_reason"), "timeout");
+  EXPECT_EQ(r.j.at("tokens"), 1);
+}
