@@ -99,19 +99,24 @@ std::vector<LatencyRow> run_latency_bench(Session& session, const LatencyOptions
     r.compress_ms = ms_since(t0);
     r.slots = slots.front().size(0);
 
+    // One decoding phase, timed; each allocates its own cache, as a fresh request would.
+    auto timed_decode = [&](std::vector<DecodeRow>& phase, auto& ms, auto& kv_bytes, auto& peak) {
+      session.release_cache();
+      reset_peak(dev);
+      sync(dev);
+      const auto start = Clock::now();
+      session.run(phase);
+      sync(dev);
+      ms = ms_since(start);
+      kv_bytes = session.kv_cache_bytes();
+      peak = peak_bytes(dev);
+    };
+
     // 2. decoding from the slots: [template, slots, FT, prompt] then gen tokens
     say(tag + ": decode with slots");
     std::vector<DecodeRow> rows;
     for (int64_t b = 0; b < c.batch; ++b) rows.push_back(session.answer_row(slots[b], prompts[b]));
-    session.release_cache();  // each phase allocates its own cache, as a fresh request would
-    reset_peak(dev);
-    sync(dev);
-    t0 = Clock::now();
-    session.run(rows);
-    sync(dev);
-    r.decode_slots_ms = ms_since(t0);
-    r.kv_bytes_slots = session.kv_cache_bytes();
-    r.peak_bytes_slots = peak_bytes(dev);
+    timed_decode(rows, r.decode_slots_ms, r.kv_bytes_slots, r.peak_bytes_slots);
     slots.clear();
     rows.clear();
 
@@ -122,15 +127,7 @@ std::vector<LatencyRow> run_latency_bench(Session& session, const LatencyOptions
       ids.insert(ids.end(), prompts[b].begin(), prompts[b].end());
       rows.push_back(session.generate_row(ids));
     }
-    session.release_cache();  // each phase allocates its own cache, as a fresh request would
-    reset_peak(dev);
-    sync(dev);
-    t0 = Clock::now();
-    session.run(rows);
-    sync(dev);
-    r.decode_full_ms = ms_since(t0);
-    r.kv_bytes_full = session.kv_cache_bytes();
-    r.peak_bytes_full = peak_bytes(dev);
+    timed_decode(rows, r.decode_full_ms, r.kv_bytes_full, r.peak_bytes_full);
     out.push_back(r);
   }
   session.options() = saved;

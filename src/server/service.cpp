@@ -128,12 +128,7 @@ void Service::parse_sampling(const Fields& f, DecodeRequest& r) const {
   r.stream = f.boolean("stream").value_or(false);
 }
 
-DecodeRequest Service::parse_answer(const nlohmann::json& body) {
-  Fields f(body, {"slots_id", "text", "ids", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k",
-                  "seed", "stream"});
-  DecodeRequest r;
-  r.kind = "answer";
-  parse_sampling(f, r);  // type errors first: nothing is compressed for a request that fails
+void Service::parse_prompt(const Fields& f, DecodeRequest& r) const {
   if (f.has("prompt") == f.has("prompt_ids")) http_fail(400, "give the prompt as exactly one of \"prompt\" or \"prompt_ids\"");
   if (f.has("prompt")) {
     r.prompt_text = *f.text("prompt");
@@ -143,6 +138,15 @@ DecodeRequest Service::parse_answer(const nlohmann::json& body) {
   } else {
     r.prompt_ids = *f.ids("prompt_ids", vocab_, options_.max_prompt_tokens);
   }
+}
+
+DecodeRequest Service::parse_answer(const nlohmann::json& body) {
+  Fields f(body, {"slots_id", "text", "ids", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k",
+                  "seed", "stream"});
+  DecodeRequest r;
+  r.kind = "answer";
+  parse_sampling(f, r);  // type errors first: nothing is compressed for a request that fails
+  parse_prompt(f, r);
   resolve_context(f, r);
   return r;
 }
@@ -161,15 +165,7 @@ DecodeRequest Service::parse_generate(const nlohmann::json& body) {
   DecodeRequest r;
   r.kind = "generate";
   parse_sampling(f, r);
-  if (f.has("prompt") == f.has("prompt_ids")) http_fail(400, "give the prompt as exactly one of \"prompt\" or \"prompt_ids\"");
-  if (f.has("prompt")) {
-    r.prompt_text = *f.text("prompt");
-    if (r.prompt_text->empty()) http_fail(400, "field 'prompt' is empty");
-    if (!model_.text->tokenizer)
-      http_fail(400, "field 'prompt': " + model_.text->path + " has no tokenizer; send \"prompt_ids\" instead");
-  } else {
-    r.prompt_ids = *f.ids("prompt_ids", vocab_, options_.max_prompt_tokens);
-  }
+  parse_prompt(f, r);
   return r;
 }
 

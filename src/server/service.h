@@ -77,6 +77,8 @@ class Service {
   // {"slots_id"} | {"text"} | {"ids"}: exactly one.
   void resolve_context(const Fields& f, DecodeRequest& r);
   void parse_sampling(const Fields& f, DecodeRequest& r) const;
+  // Exactly one of "prompt" (text; needs a tokenizer) and "prompt_ids".
+  void parse_prompt(const Fields& f, DecodeRequest& r) const;
 
   LoadedModel model_;
   const ServerOptions options_;

@@ -13,16 +13,14 @@
 #include "icae/infer/slot_file.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
+#include "golden_fixture.h"
 #include "test_paths.h"
 
 using namespace icae;
 
 namespace {
 
-std::vector<int64_t> to_ids(const at::Tensor& t) {
-  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
+using test::to_ids;
 
 // The tiny golden models have no tokenizer: a TextModel of weights alone, ids in and out.
 struct Golden {
