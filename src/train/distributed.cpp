@@ -39,6 +39,7 @@ DistributedEnv DistributedEnv::from_environment() {
   if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
   e.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
   e.timeout = std::chrono::milliseconds(1000LL * env_int("ICAE_DIST_TIMEOUT_S", 600, 1, 86400));
+  e.leader_timeout = std::chrono::milliseconds(1000LL * env_int("ICAE_DIST_LEADER_TIMEOUT_S", 6 * 3600, 1, 7 * 86400));
   return e;
 }
 
@@ -83,10 +84,12 @@ void Communicator::all_reduce_tensors(const std::vector<at::Tensor>& tensors) {
   }
 }
 
-std::vector<double> Communicator::all_reduce_sum(std::vector<double> values) {
+std::vector<double> Communicator::all_reduce_sum(std::vector<double> values, bool leader_work) {
   std::vector<at::Tensor> v{at::tensor(values, at::kDouble)};
+  c10d::AllreduceOptions opts;
+  if (leader_work) opts.timeout = std::max(env_.timeout, env_.leader_timeout);
   try {
-    impl_->group->allreduce(v)->wait();
+    impl_->group->allreduce(v, opts)->wait();
   } catch (const std::exception& e) {
     lost(env_, "all-reduce", e);
   }

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "icae/core/checkpoint.h"
 #include "icae/eval/text_metrics.h"
@@ -124,9 +125,11 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
   const int64_t eos = text_.tokenizer->eos_id();
   ICAE_CHECK(eos >= 0, ErrorKind::Unsupported, options_.model + ": the tokenizer has no EOS token, which ICAE targets need");
 
-  // The ICAE: new for pretraining, from --init for fine-tuning.
+  // The ICAE: from --init for fine-tuning (and for pretraining that continues from an adapter:
+  // a warm start with fresh optimizer moments, e.g. a milestone committed without its
+  // checkpoint), else new. A resumed run loads its checkpoint below instead.
   const bool finetune = options_.mode == "finetune";
-  if (finetune) {
+  if (finetune || (!options_.init.empty() && !resuming)) {
     LoadedAdapter a = load_adapter(init_adapter_path(options_.init), text_.model);
     icae_ = std::move(a.icae);
     icae_->set_lora_dropout(options_.lora_dropout);
@@ -178,7 +181,7 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
 
   // A new run calibrates the projector on its first contexts (deterministic: the stream's
   // first examples, read apart from the stream itself).
-  if (!resuming && icae_->projector().active() && !finetune) {
+  if (!resuming && icae_->projector().active() && options_.init.empty()) {
     BadDataLog quiet(false, 0);
     auto first = read_first_examples(train_files, *text_.tokenizer, data, 8, quiet);
     std::vector<std::vector<int64_t>> contexts;
@@ -287,6 +290,8 @@ nlohmann::json Trainer::step_record(const StepStats& s, double lr) const {
 
 EvalResult Trainer::evaluate() {
   at::NoGradGuard no_grad;
+  // Tests: a slow evaluation (the other ranks must wait for it, not time out).
+  if (const char* d = std::getenv("ICAE_TEST_EVAL_DELAY_S")) std::this_thread::sleep_for(std::chrono::seconds(std::atoi(d)));
   EvalResult r;
   if (eval_examples_.empty()) return r;
   const auto t0 = std::chrono::steady_clock::now();
@@ -400,6 +405,9 @@ int Trainer::run() {
     metrics_->write(e.metrics);
     progress.message("eval @0: " + e.metrics.dump());
   }
+  // The other ranks wait here, not in the first update's all-reduce, while rank 0 evaluates.
+  if (comm_ && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0)
+    comm_->all_reduce_sum({0.0}, /*leader_work=*/true);
   while (progress_.step < options_.steps) {
     const double lr = options_.lr * lr_factor(schedule, progress_.step, options_.warmup, options_.steps);
     StepStats s = step();
@@ -424,8 +432,10 @@ int Trainer::run() {
       metrics_->write(rec);
       window_tokens = window_seconds = 0;
     }
-    const bool eval_now = leader() && options_.eval_every > 0 && !eval_examples_.empty() &&
-                          (progress_.step % options_.eval_every == 0 || progress_.step == options_.steps);
+    // Every rank knows when rank 0 evaluates (the other ranks wait for it longer then).
+    const bool eval_now_any = options_.eval_every > 0 && !eval_examples_.empty() &&
+                              (progress_.step % options_.eval_every == 0 || progress_.step == options_.steps);
+    const bool eval_now = leader() && eval_now_any;
     if (eval_now) {
       EvalResult e = evaluate();
       const auto& m = e.metrics;
@@ -449,7 +459,7 @@ int Trainer::run() {
     }
     // A stop request on any rank stops every rank after the same update.
     bool stop = g_stop.load();
-    if (comm_) stop = comm_->all_reduce_sum({stop ? 1.0 : 0.0})[0] > 0;
+    if (comm_) stop = comm_->all_reduce_sum({stop ? 1.0 : 0.0}, /*leader_work=*/eval_now_any)[0] > 0;
     if ((options_.save_every > 0 && progress_.step % options_.save_every == 0) || progress_.step == options_.steps ||
         stop) {
       save();

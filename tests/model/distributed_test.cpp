@@ -136,3 +136,24 @@ TEST(DataParallel, ADeadRankStopsTheOthersAndTheRunResumes) {
   ASSERT_EQ(run("pretrain --resume " + out2 + " --steps " + std::to_string(saved + 2)), 0);
   EXPECT_EQ(train::Trainer::resume(out2)->progress().step, saved + 2);
 }
+
+// Rank 0 evaluates alone; the others wait for it in a collective. An evaluation longer than the
+// collective timeout (a busy CPU, greedy generation) must not kill the run: they wait up to
+// ICAE_DIST_LEADER_TIMEOUT_S instead. (This failed a real run once: a 10-minute first evaluation.)
+std::string with_eval(std::string args) {
+  const std::string off = "--eval-every 0";
+  args.replace(args.find(off), off.size(), "--eval " + corpus() + " --eval-every 2 --eval-samples 2 --eval-generate 0");
+  return args;
+}
+
+TEST(DataParallel, TheOtherRanksWaitForASlowEvaluation) {
+  const std::string model = test::make_tiny_text_model("icae_dp_model_slow_eval");
+  const std::string out = fresh("icae_dp_slow_eval");
+  const std::string cmd = "env ICAE_DIST_TIMEOUT_S=2 ICAE_TEST_EVAL_DELAY_S=4 " + std::string(ICAE_CLI_PATH) +
+                          " launch --nproc 2 --master-port 29634 -- " + std::string(ICAE_CLI_PATH) + " " +
+                          with_eval(train_args(model, out, 2, 2));
+  const int status = std::system((cmd + " >/dev/null 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(fs::exists(out + "/adapter.safetensors"));
+}

@@ -186,6 +186,39 @@ TEST(Trainer, ResumedRunEqualsUninterrupted) {
   EXPECT_NO_THROW(load_adapter(o.out + "/adapter.safetensors", tm.model));
 }
 
+// pretrain --init: a warm start from an adapter takes its shape and weights (the projector's
+// calibrated scale too: it must not be recalibrated), so its first loss is the adapter's loss,
+// not a fresh adapter's.
+TEST(Trainer, PretrainInitStartsFromTheAdapter) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_init");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_init_a"));
+  o.projector = "linear";
+  o.steps = 6;
+  Trainer::start(o)->run();
+  TrainOptions warm = tiny_options(model, temp_dir("icae_run_init_b"));
+  warm.init = o.out;
+  warm.mem_size = 8;  // taken from the adapter instead
+  warm.lora_r = 2;
+  warm.steps = 1;
+  Trainer::start(warm)->run();
+  auto tm = load_text_model(model, {});
+  LoadedAdapter a = load_adapter(o.out + "/adapter.safetensors", tm.model);
+  LoadedAdapter b = load_adapter(warm.out + "/adapter.safetensors", tm.model);
+  EXPECT_EQ(b.icae->config().mem_size, 4);
+  EXPECT_EQ(b.icae->config().lora.r, 4);
+  EXPECT_EQ(b.icae->config().projector, a.icae->config().projector);
+  // One update at lr 1e-3 moves the weights a little; a fresh start would be far away.
+  const auto ta = a.icae->named_trainable(), tb = b.icae->named_trainable();
+  ASSERT_EQ(ta.size(), tb.size());
+  for (size_t i = 0; i < ta.size(); ++i) {
+    const double diff = (ta[i].second - tb[i].second).abs().max().item<double>();
+    EXPECT_LT(diff, 5e-3) << ta[i].first;
+  }
+  const auto first_warm = read_metrics(warm.out), run_a = read_metrics(o.out);
+  ASSERT_FALSE(first_warm.empty());
+  EXPECT_LT(static_cast<double>(first_warm[0]["loss"]), static_cast<double>(run_a[0]["loss"]));
+}
+
 TEST(Trainer, RefusesToOverwriteARun) {
   const std::string model = test::make_tiny_text_model("icae_tiny_refuse");
   TrainOptions o = tiny_options(model, temp_dir("icae_run_refuse"));

@@ -13,6 +13,7 @@
 #include "icae/api.h"
 #include "icae/eval/eval_data.h"
 #include "icae/eval/icae_eval.h"
+#include "icae/train/distill.h"
 
 namespace {
 
@@ -127,9 +128,8 @@ void run_ft(const EvalArgs& a) {
     it.context = s.tokenize(x.input);
     it.prompt = s.tokenize(x.prompt);
     it.reference = s.tokenize(x.answer);
-    // The base model reads the whole context, chat-formatted when the model has a template.
-    const std::string full = x.input + "\n\n" + x.prompt;
-    it.base_prompt = s.model().chat_format.empty() ? s.tokenize(full) : encode_chat_prompt(s.model(), full);
+    // The base model reads the whole context: the prompt `icae distill` answered.
+    it.base_prompt = train::full_context_prompt(s.model(), x.input, x.prompt);
     items.push_back(std::move(it));
   }
   eval::FtEvalOptions o;

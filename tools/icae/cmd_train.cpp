@@ -34,6 +34,10 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
                   "them (recursively), JSONL with a \"text\" field");
     c->add_option("--eval", o.eval_data, "Held-out text, read the same way: eval losses, plain-LM reference, BLEU");
     c->add_flag("--split-blocks", o.split_blocks, "In .txt files, one document per blank-line-separated block");
+    c->add_option("--init", o.init,
+                  "Continue pretraining from this adapter (file or run folder): its shape and weights, fresh "
+                  "optimizer moments and data order (--mem-size, --rate, --lora-*, --targets, --projector are "
+                  "taken from it)");
     c->add_option("--lm-ratio", o.lm_ratio, "Share of LM samples (the paper: 0.4-0.6 mixes work best)")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
