@@ -2,7 +2,7 @@
 // bundled held-out passages must stay at the card's held-out figures (models/demo/card.json)
 // within a small margin, so that a regression anywhere in the stack — tokenizer, GGUF loading,
 // the transformer, LoRA, the projector, compression, decoding — shows up as a failure here.
-// Label "learning" (needs the fetched SmolLM2; skips without it), ~1 minute on 2 threads.
+// Label "learning" (needs the fetched SmolLM2; skips without it), 1-4 minutes on 2 threads.
 #include <gtest/gtest.h>
 
 #include <filesystem>
