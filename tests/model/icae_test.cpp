@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "icae/core/checkpoint.h"
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/io/tensor_io.h"

@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/quant_matrix.h"
 #include "icae/model/transformer.h"

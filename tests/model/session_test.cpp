@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/infer/fingerprint.h"
 #include "icae/infer/session.h"
 #include "icae/infer/slot_export.h"

@@ -1,4 +1,4 @@
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 
 #include <ATen/ATen.h>
 
