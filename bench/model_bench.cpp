@@ -37,6 +37,7 @@
 #include "icae/core/objectives.h"
 #include "icae/eval/model_shapes.h"
 #include "icae/model/kv_cache.h"
+#include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
 #include "icae/train/step.h"
 #include "icae/util/device.h"
@@ -77,7 +78,7 @@ struct Options {
 // The first `layers` layers of a weight map (tensors shared, not copied).
 TensorMap first_layers(const TensorMap& all, int64_t layers) {
   TensorMap out;
-  const std::string prefix = "model.layers.";
+  const std::string prefix(kHfLayerPrefix);
   for (const auto& [name, t] : all) {
     if (name.compare(0, prefix.size(), prefix) == 0) {
       const int64_t l = std::stoll(name.substr(prefix.size()));
