@@ -36,6 +36,7 @@
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/eval/model_shapes.h"
+#include "icae/io/model_loader.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
@@ -399,7 +400,7 @@ int main(int argc, char** argv) {
     int64_t full_layers = 0;
     const auto t_load = Clock::now();
     if (!o.model_path.empty()) {
-      model = std::make_shared<Transformer>(Transformer::load(o.model_path, lo));
+      model = std::make_shared<Transformer>(load_transformer(o.model_path, lo));
       full_layers = model->config().num_hidden_layers;
     } else {
       ModelConfig cfg = shape_config(o.shape);
