@@ -3,7 +3,9 @@
 // tokens/s), latency p50/p99 and failures, per client count.
 //   serve_load --port 8080 --text "$(cat doc.txt)" --prompt "What is it about?" --clients 1,8,64 --seconds 60
 // Also pass --ids/--prompt-ids for models without a tokenizer. The context is compressed once
-// first; every request then answers from its slots_id.
+// first; every request then answers from its slots_id. With --server-pid (the server runs on this
+// machine) each row also reports the server's peak and current RSS (VmHWM, VmRSS), and each row
+// the mean width of the server's decode batch over the row (from /metrics).
 #include <httplib.h>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -39,11 +43,31 @@ double percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// "VmHWM:  123456 kB" from /proc/PID/status, in MB; -1 when unreadable.
+double status_mb(int pid, const std::string& key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;
+  return -1;
+}
+
+// A counter from the server's /metrics; -1 when missing.
+double server_metric(httplib::Client& c, const httplib::Headers& h, const std::string& name) {
+  auto r = c.Get("/metrics", h);
+  if (!r || r->status != 200) return -1;
+  std::stringstream lines(r->body);
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app("Load test for icae serve: concurrent /v1/answer clients on loopback");
-  int port = 8080;
+  int port = 8080, server_pid = 0;
   std::string text, ids, prompt, prompt_ids, clients = "1,8,64", api_key;
   double seconds = 60;
   int64_t max_requests = 100000, max_tokens = 32;
@@ -57,6 +81,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-requests", max_requests, "Requests per client count at most")->capture_default_str();
   app.add_option("--max-tokens", max_tokens, "max_tokens of each answer")->capture_default_str();
   app.add_option("--api-key", api_key, "Bearer token, when the server wants one");
+  app.add_option("--server-pid", server_pid, "The server's process id: report its peak RSS per row");
   CLI11_PARSE(app, argc, argv);
 
   httplib::Headers headers;
@@ -77,11 +102,15 @@ int main(int argc, char** argv) {
   }
   const std::string body = req.dump();
 
-  std::printf("| clients | requests | failed | requests/s | tokens/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n");
+  std::printf("| clients | requests | failed | requests/s | tokens/s | p50 ms | p99 ms | batch width | server peak RSS MB |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t n : parse_list(clients)) {
     std::atomic<int64_t> started{0}, failed{0}, tokens{0};
     std::mutex mu;
     std::vector<double> latencies;
+    std::map<std::string, int64_t> failures;  // by reason
+    const double steps0 = server_metric(setup, headers, "icae_decode_steps_total"),
+                 rows0 = server_metric(setup, headers, "icae_decode_row_steps_total");
     const auto t0 = Clock::now();
     const auto end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
     std::vector<std::thread> threads;
@@ -95,10 +124,13 @@ int main(int argc, char** argv) {
           auto r = cli.Post("/v1/answer", headers, body, "application/json");
           const double ms = std::chrono::duration<double, std::milli>(Clock::now() - r0).count();
           if (!r || r->status != 200) {
-            // The first few reasons, so a failure says what it was (refused, timed out, 503, ...).
+            // The first few in full, so a failure says what it was (refused, timed out, 503, ...).
+            const std::string why = r ? std::to_string(r->status) : httplib::to_string(r.error());
             if (failed.fetch_add(1) < 3)
               std::fprintf(stderr, "serve_load: request failed: %s\n",
-                           r ? (std::to_string(r->status) + " " + r->body).c_str() : httplib::to_string(r.error()).c_str());
+                           r ? (std::to_string(r->status) + " " + r->body).c_str() : why.c_str());
+            std::lock_guard<std::mutex> lock(mu);
+            ++failures[why];
             continue;
           }
           tokens += json::parse(r->body).at("tokens").get<int64_t>();
@@ -109,9 +141,13 @@ int main(int argc, char** argv) {
     }
     for (auto& t : threads) t.join();
     const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("| %lld | %zu | %lld | %.2f | %.1f | %.0f | %.0f |\n", static_cast<long long>(n), latencies.size(),
-                static_cast<long long>(failed.load()), static_cast<double>(latencies.size()) / wall,
-                static_cast<double>(tokens.load()) / wall, percentile(latencies, 0.5), percentile(latencies, 0.99));
+    const double steps = server_metric(setup, headers, "icae_decode_steps_total") - steps0,
+                 rows = server_metric(setup, headers, "icae_decode_row_steps_total") - rows0;
+    std::printf("| %lld | %zu | %lld | %.2f | %.1f | %.0f | %.0f | %.1f | %.0f |\n", static_cast<long long>(n),
+                latencies.size(), static_cast<long long>(failed.load()), static_cast<double>(latencies.size()) / wall,
+                static_cast<double>(tokens.load()) / wall, percentile(latencies, 0.5), percentile(latencies, 0.99),
+                steps > 0 ? rows / steps : 0.0, server_pid ? status_mb(server_pid, "VmHWM") : -1.0);
+    for (const auto& [why, count] : failures) std::fprintf(stderr, "serve_load: %lld failed: %s\n", static_cast<long long>(count), why.c_str());
     std::fflush(stdout);
   }
   return 0;

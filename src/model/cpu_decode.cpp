@@ -18,6 +18,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -138,94 +139,142 @@ void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, 
 
 }  // namespace
 
-bool Transformer::uses_fast_decode(const ForwardInput& in, const ForwardOptions& opt) const {
+bool Transformer::quant_decode_ready(at::ScalarType cache_type) const {
   if (quant_layers_.empty() || !quant_lm_head_.defined() || !options_.device.is_cpu()) return false;
-  if (opt.lora || !opt.cache || opt.training || at::GradMode::is_enabled()) return false;
-  if (in.attention_mask.defined() || in.position_ids.defined()) return false;
-  if (opt.cache->batch() != 1) return false;
-  const at::ScalarType cache_type = opt.cache->key_buffer(0).scalar_type();
+  if (at::GradMode::is_enabled()) return false;
   if (cache_type != at::kFloat && cache_type != at::kBFloat16) return false;
-  const at::Tensor& x = in.input_ids.defined() ? in.input_ids : in.inputs_embeds;
-  if (x.size(0) != 1 || x.size(1) != 1 || !x.device().is_cpu()) return false;
   if (options_.dtype != at::kFloat && options_.dtype != at::kBFloat16) return false;
   for (const auto& q : quant_layers_)
     if (!q.qkv.defined() || !q.o.defined() || !q.gate_up.defined() || !q.down.defined()) return false;
   return true;
 }
 
-ForwardOutput Transformer::decode_step_cpu(const ForwardInput& in, const ForwardOptions& opt) const {
+bool Transformer::uses_fast_decode(const ForwardInput& in, const ForwardOptions& opt) const {
+  if (opt.lora || !opt.cache || opt.training) return false;
+  if (in.attention_mask.defined() || in.position_ids.defined()) return false;
+  if (opt.cache->batch() != 1 || !quant_decode_ready(opt.cache->key_buffer(0).scalar_type())) return false;
+  const at::Tensor& x = in.input_ids.defined() ? in.input_ids : in.inputs_embeds;
+  return x.size(0) == 1 && x.size(1) == 1 && x.device().is_cpu();
+}
+
+void Transformer::decode_rows_cpu(std::vector<float>& x, const std::vector<KVCache*>& caches, float* logits) const {
   const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(caches.size());
   const int64_t h = c.hidden_size, hq = c.num_attention_heads, hkv = c.num_key_value_heads, d = c.head_dim,
-                inter = c.intermediate_size;
-  KVCache& cache = *opt.cache;
-  const int64_t pos = cache.length();
-  ICAE_CHECK(pos + 1 <= cache.capacity(), ErrorKind::Usage,
-             "KV cache full: " + std::to_string(pos) + " + 1 positions > capacity " + std::to_string(cache.capacity()));
-
-  // The token's embedding as float32.
-  std::vector<float> x(h), hbuf(h), qkv((hq + 2 * hkv) * d), attn(hq * d), tmp(h), gu(2 * inter), act(inter);
-  if (in.input_ids.defined()) {
-    const int64_t id = in.input_ids.reshape({-1})[0].item<int64_t>();
-    ICAE_CHECK(id >= 0 && id < c.vocab_size, ErrorKind::BadInput,
-               "token id " + std::to_string(id) + " out of range [0, " + std::to_string(c.vocab_size) + ")");
-    const at::Tensor row = embed_[id].to(at::kFloat).contiguous();
-    std::copy(row.data_ptr<float>(), row.data_ptr<float>() + h, x.begin());
-  } else {
-    const at::Tensor row = in.inputs_embeds.reshape({h}).to(at::kFloat).contiguous();
-    std::copy(row.data_ptr<float>(), row.data_ptr<float>() + h, x.begin());
+                inter = c.intermediate_size, qkv_w = (hq + 2 * hkv) * d;
+  ICAE_CHECK(static_cast<int64_t>(x.size()) == n * h, ErrorKind::Internal, "decode_rows_cpu: input size");
+  // Row r's new token sits at position pos[r] of its own cache.
+  std::vector<int64_t> pos(n);
+  int64_t longest = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const KVCache& cache = *caches[r];
+    pos[r] = cache.length();
+    ICAE_CHECK(pos[r] + 1 <= cache.capacity(), ErrorKind::Usage,
+               "KV cache full: " + std::to_string(pos[r]) + " + 1 positions > capacity " +
+                   std::to_string(cache.capacity()));
+    longest = std::max(longest, pos[r] + 1);
   }
+  std::vector<float> hbuf(n * h), qkv(n * qkv_w), attn(n * hq * d), tmp(n * h), gu(n * 2 * inter), act(n * inter);
 
-  // cos/sin of this position, as the ATen path computes them (float32 position * inv_freq).
-  std::vector<float> cos(d / 2), sin(d / 2);
+  // cos/sin of each row's position, as the ATen path computes them (float32 position * inv_freq).
+  std::vector<float> cos(n * d / 2), sin(n * d / 2);
   const float* inv = inv_freq_.data_ptr<float>();
-  for (int64_t i = 0; i < d / 2; ++i) {
-    const float f = static_cast<float>(pos) * inv[i];
-    cos[i] = std::cos(f);
-    sin[i] = std::sin(f);
-  }
-  std::vector<float> scores(hq * (pos + 1));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < d / 2; ++i) {
+      const float f = static_cast<float>(pos[r]) * inv[i];
+      cos[r * d / 2 + i] = std::cos(f);
+      sin[r * d / 2 + i] = std::sin(f);
+    }
+  std::vector<float> scores(hq * longest);
 
+  // Every step below is row by row or a quant_gemv over the rows, which computes each row on its
+  // own: a row's numbers do not depend on which other rows share the call.
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& w = layers_[l];
     const QuantLayer& q = quant_layers_[l];
     // --- attention
-    rms_norm(x.data(), buffer_of(w.input_norm), h, c.rms_norm_eps, hbuf.data());
-    quant_gemv(q.qkv, hbuf.data(), 1, qkv.data());
+    for (int64_t r = 0; r < n; ++r) rms_norm(&x[r * h], buffer_of(w.input_norm), h, c.rms_norm_eps, &hbuf[r * h]);
+    quant_gemv(q.qkv, hbuf.data(), n, qkv.data());
     if (w.qkv_bias.defined()) {
       const FloatBuffer bias = buffer_of(w.qkv_bias);
-      for (int64_t i = 0; i < static_cast<int64_t>(qkv.size()); ++i) qkv[i] += bias.get(i);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t i = 0; i < qkv_w; ++i) qkv[r * qkv_w + i] += bias.get(i);
     }
-    for (int64_t head = 0; head < hq + hkv; ++head) rope(qkv.data() + head * d, cos.data(), sin.data(), d);
-    // Append k and v at position pos (buffers [1, Hkv, capacity, D]), then attend.
-    if (cache.key_buffer(l).scalar_type() == at::kBFloat16)
-      attend<c10::BFloat16>(cache, l, pos, qkv.data(), hq, hkv, d, scores.data(), attn.data());
-    else
-      attend<float>(cache, l, pos, qkv.data(), hq, hkv, d, scores.data(), attn.data());
-    quant_gemv(q.o, attn.data(), 1, tmp.data());
-    for (int64_t i = 0; i < h; ++i) x[i] += tmp[i];
+    for (int64_t r = 0; r < n; ++r) {
+      float* row = &qkv[r * qkv_w];
+      for (int64_t head = 0; head < hq + hkv; ++head) rope(row + head * d, &cos[r * d / 2], &sin[r * d / 2], d);
+      // Append k and v at pos[r] of the row's cache (buffers [1, Hkv, capacity, D]), then attend.
+      if (caches[r]->key_buffer(l).scalar_type() == at::kBFloat16)
+        attend<c10::BFloat16>(*caches[r], l, pos[r], row, hq, hkv, d, scores.data(), &attn[r * hq * d]);
+      else
+        attend<float>(*caches[r], l, pos[r], row, hq, hkv, d, scores.data(), &attn[r * hq * d]);
+    }
+    quant_gemv(q.o, attn.data(), n, tmp.data());
+    for (int64_t i = 0; i < n * h; ++i) x[i] += tmp[i];
     // --- MLP (SwiGLU)
-    rms_norm(x.data(), buffer_of(w.post_norm), h, c.rms_norm_eps, hbuf.data());
-    quant_gemv(q.gate_up, hbuf.data(), 1, gu.data());
-    for (int64_t i = 0; i < inter; ++i) {
-      const float g = gu[i];
-      act[i] = g / (1.0f + std::exp(-g)) * gu[inter + i];
-    }
-    quant_gemv(q.down, act.data(), 1, tmp.data());
-    for (int64_t i = 0; i < h; ++i) x[i] += tmp[i];
+    for (int64_t r = 0; r < n; ++r) rms_norm(&x[r * h], buffer_of(w.post_norm), h, c.rms_norm_eps, &hbuf[r * h]);
+    quant_gemv(q.gate_up, hbuf.data(), n, gu.data());
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < inter; ++i) {
+        const float g = gu[r * 2 * inter + i];
+        act[r * inter + i] = g / (1.0f + std::exp(-g)) * gu[r * 2 * inter + inter + i];
+      }
+    quant_gemv(q.down, act.data(), n, tmp.data());
+    for (int64_t i = 0; i < n * h; ++i) x[i] += tmp[i];
   }
-  cache.advance(1);
+  for (KVCache* cache : caches) cache->advance(1);
+  for (int64_t r = 0; r < n; ++r) rms_norm(&x[r * h], buffer_of(norm_), h, c.rms_norm_eps, &hbuf[r * h]);
+  if (logits) quant_gemv(quant_lm_head_, hbuf.data(), n, logits);
+  x.swap(hbuf);
+}
 
-  ForwardOutput out;
-  rms_norm(x.data(), buffer_of(norm_), h, c.rms_norm_eps, hbuf.data());
-  at::Tensor hidden = at::empty({1, 1, h}, at::kFloat);
-  std::copy(hbuf.begin(), hbuf.end(), hidden.data_ptr<float>());
-  if (opt.compute_logits) {
-    at::Tensor logits = at::empty({1, 1, c.vocab_size}, at::kFloat);
-    quant_gemv(quant_lm_head_, hbuf.data(), 1, logits.data_ptr<float>());
-    out.logits = logits.to(options_.dtype);
+namespace {
+// A token's embedding row as float32, appended to x.
+void append_embedding(const at::Tensor& embed, int64_t id, int64_t vocab, std::vector<float>& x) {
+  ICAE_CHECK(id >= 0 && id < vocab, ErrorKind::BadInput,
+             "token id " + std::to_string(id) + " out of range [0, " + std::to_string(vocab) + ")");
+  const at::Tensor row = embed[id].to(at::kFloat).contiguous();
+  x.insert(x.end(), row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+}
+}  // namespace
+
+ForwardOutput Transformer::decode_step_cpu(const ForwardInput& in, const ForwardOptions& opt) const {
+  const int64_t h = config_.hidden_size;
+  std::vector<float> x;
+  if (in.input_ids.defined()) {
+    append_embedding(embed_, in.input_ids.reshape({-1})[0].item<int64_t>(), config_.vocab_size, x);
+  } else {
+    const at::Tensor row = in.inputs_embeds.reshape({h}).to(at::kFloat).contiguous();
+    x.assign(row.data_ptr<float>(), row.data_ptr<float>() + h);
   }
+  at::Tensor logits;
+  if (opt.compute_logits) logits = at::empty({1, 1, config_.vocab_size}, at::kFloat);
+  decode_rows_cpu(x, {opt.cache}, opt.compute_logits ? logits.data_ptr<float>() : nullptr);
+  ForwardOutput out;
+  at::Tensor hidden = at::empty({1, 1, h}, at::kFloat);
+  std::copy(x.begin(), x.end(), hidden.data_ptr<float>());
+  if (opt.compute_logits) out.logits = logits.to(options_.dtype);
   out.hidden = hidden.to(options_.dtype);
   return out;
+}
+
+at::Tensor Transformer::decode_rows(const std::vector<int64_t>& ids, const std::vector<KVCache*>& caches) const {
+  ICAE_CHECK(!ids.empty() && ids.size() == caches.size(), ErrorKind::Usage,
+             "decode_rows: " + std::to_string(ids.size()) + " ids for " + std::to_string(caches.size()) + " caches");
+  const at::ScalarType cache_type = caches.front()->key_buffer(0).scalar_type();
+  for (const KVCache* cache : caches)
+    ICAE_CHECK(cache && cache->batch() == 1 && cache->key_buffer(0).scalar_type() == cache_type, ErrorKind::Usage,
+               "decode_rows: every row needs its own KV cache of batch 1, all of one dtype");
+  const int64_t b = static_cast<int64_t>(ids.size());
+  if (b <= kQuantMaxRows && quant_decode_ready(cache_type)) {
+    std::vector<float> x;
+    x.reserve(b * config_.hidden_size);
+    for (int64_t id : ids) append_embedding(embed_, id, config_.vocab_size, x);
+    at::Tensor logits = at::empty({b, config_.vocab_size}, at::kFloat);
+    decode_rows_cpu(x, caches, logits.data_ptr<float>());
+    return logits.to(options_.dtype);
+  }
+  return decode_rows_aten(ids, caches);
 }
 
 }  // namespace icae

@@ -29,7 +29,7 @@ std::string shape_str(at::IntArrayRef s) {
 
 // Quantised blocks serve only inference on a few rows (decoding): prefill and training keep the
 // dense weights, where oneDNN's AMX kernels and autograd apply.
-constexpr int64_t kQuantMaxRows = 8;
+constexpr int64_t kQuantMaxRows = Transformer::kQuantMaxRows;
 bool use_quant(const QuantMatrix* q, const at::Tensor& x) {
   return q && q->defined() && x.device().is_cpu() && !at::GradMode::is_enabled() &&
          x.numel() / x.size(-1) <= kQuantMaxRows;
@@ -246,6 +246,8 @@ struct LayerCall {
   bool merged = false;
   const LoraAdapter* merged_lora = nullptr;
   KVCache* cache = nullptr;
+  // Or one cache per row (decode_rows: one new token per row, rows of different lengths).
+  const std::vector<KVCache*>* row_caches = nullptr;
   bool training = false;
   at::Generator* generator = nullptr;
 };
@@ -346,10 +348,22 @@ at::Tensor Transformer::layer_forward(int64_t l, at::Tensor x, const LayerCall& 
   at::Tensor k = q_k[1];                                           // [B, Hkv, T, D]
   at::Tensor v = qk_v[1].view({b, t, hkv, d}).transpose(1, 2);
   if (c.cache) std::tie(k, v) = c.cache->append(l, k, v);         // [B, Hkv, past + T, D]
-  at::Tensor attn = (x.device().is_cpu() && at::GradMode::is_enabled())
-                        ? attention_for_training(q, k, v, c.mask, c.is_causal)
-                        : at::scaled_dot_product_attention(q, k, v, c.mask, 0.0, c.is_causal, std::nullopt,
-                                                           /*enable_gqa=*/hkv != hq);
+  at::Tensor attn;
+  if (c.row_caches) {
+    // Each row's one query over its own past (no mask: it may see all of it), as it would alone.
+    std::vector<at::Tensor> rows;
+    for (int64_t r = 0; r < b; ++r) {
+      auto [kr, vr] = (*c.row_caches)[r]->append(l, k.narrow(0, r, 1), v.narrow(0, r, 1));
+      rows.push_back(at::scaled_dot_product_attention(q.narrow(0, r, 1), kr, vr, std::nullopt, 0.0, false,
+                                                      std::nullopt, /*enable_gqa=*/hkv != hq));
+    }
+    attn = at::cat(rows, 0);
+  } else {
+    attn = (x.device().is_cpu() && at::GradMode::is_enabled())
+               ? attention_for_training(q, k, v, c.mask, c.is_causal)
+               : at::scaled_dot_product_attention(q, k, v, c.mask, 0.0, c.is_causal, std::nullopt,
+                                                  /*enable_gqa=*/hkv != hq);
+  }
   attn = attn.transpose(1, 2).reshape({b, t, hq * d});
   at::Tensor o = project(attn, pick(w.o, &MergedLayer::o), {}, quant(&QuantLayer::o, &MergedLayer::o));
   o = group(o, attn, {{Proj::O, config_.hidden_size}});
@@ -432,6 +446,21 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
     }
   }
   return out;
+}
+
+at::Tensor Transformer::decode_rows_aten(const std::vector<int64_t>& ids, const std::vector<KVCache*>& caches) const {
+  const int64_t b = static_cast<int64_t>(ids.size());
+  at::Tensor x = embed(at::tensor(ids, at::kLong).view({b, 1}));  // [B, 1, H]
+  std::vector<int64_t> pos;
+  for (const KVCache* cache : caches) pos.push_back(cache->length());
+  at::Tensor positions = at::tensor(pos, at::kLong).view({b, 1}).to(options_.device);
+  LayerCall call;
+  std::tie(call.cos, call.sin) = rope::cos_sin(inv_freq_, positions, options_.dtype);
+  call.row_caches = &caches;
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) x = layer_forward(l, x, call);
+  for (KVCache* cache : caches) cache->advance(1);
+  // A fresh [B, H] tensor for the LM head (see forward's last_position_only).
+  return lm_head(rms_norm(x, norm_, config_.rms_norm_eps).reshape({b, -1}).contiguous());
 }
 
 }  // namespace icae

@@ -87,7 +87,18 @@ std::string Metrics::prometheus(const Gauges& g) const {
     << g.queue_depth << "\n"
     << "# HELP icae_requests_in_flight Requests being handled.\n# TYPE icae_requests_in_flight gauge\n"
        "icae_requests_in_flight "
-    << g.in_flight << "\n";
+    << g.in_flight << "\n"
+    << "# HELP icae_decode_rows Rows in the running decode batch.\n# TYPE icae_decode_rows gauge\nicae_decode_rows "
+    << g.decode_rows << "\n"
+    << "# HELP icae_decode_steps_total Decode steps (one token for every running row).\n"
+       "# TYPE icae_decode_steps_total counter\nicae_decode_steps_total "
+    << g.decode_steps << "\n"
+    << "# HELP icae_decode_row_steps_total Tokens decoded by those steps (rows per step, summed; over steps: the "
+       "mean batch width).\n# TYPE icae_decode_row_steps_total counter\nicae_decode_row_steps_total "
+    << g.row_steps << "\n"
+    << "# HELP icae_requests_cancelled_total Decodes dropped from the queue or ended because their client closed "
+       "the connection.\n# TYPE icae_requests_cancelled_total counter\nicae_requests_cancelled_total "
+    << g.cancelled << "\n";
   return o.str();
 }
 

@@ -24,6 +24,10 @@ class Metrics {
     SlotStoreStats slots;
     int64_t queue_depth = 0;
     int64_t in_flight = 0;
+    int64_t decode_rows = 0;     // rows in the running decode batch
+    int64_t decode_steps = 0;    // steps it has run (counter, kept by the worker)
+    int64_t row_steps = 0;       // tokens those steps decoded (counter)
+    int64_t cancelled = 0;       // decodes whose client went away (counter)
   };
   std::string prometheus(const Gauges& g) const;
 

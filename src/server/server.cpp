@@ -12,7 +12,10 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/socket.h>
+
 #include "icae/util/error.h"
+#include "connection.h"
 #include "request.h"
 #include "service.h"
 
@@ -52,12 +55,24 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// The check a decode polls to learn that its client went away (connection.h).
+std::function<bool()> client_gone(const httplib::Request& req) {
+  auto watch = std::make_shared<server::ConnectionWatch>(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+  return [watch] { return watch->closed(); };
+}
+
+// cpp-httplib's server with its listening socket in reach (see Server::start).
+class HttpServer : public httplib::Server {
+ public:
+  int listening_socket() const { return svr_sock_; }
+};
+
 }  // namespace
 
 struct Server::Impl {
   ServerOptions options;
   Service service;
-  httplib::Server http;
+  HttpServer http;
   std::thread listener;
   std::atomic<int64_t> in_flight{0};
   std::mutex lifecycle;
@@ -94,6 +109,7 @@ struct Server::Impl {
   Body decode_route(Parse parse) {
     return [this, parse](const httplib::Request& req, httplib::Response& res) {
       DecodeRequest r = (service.*parse)(server::parse_object(req.body));
+      r.client_gone = client_gone(req);
       if (!r.stream) {
         send_json(res, 200, service.run(r));
         return;
@@ -131,6 +147,7 @@ struct Server::Impl {
   // "chat.completion.chunk" events with the text in choices[0].delta.content.
   void chat(const httplib::Request& req, httplib::Response& res) {
     DecodeRequest r = service.parse_chat(server::parse_object(req.body));
+    r.client_gone = client_gone(req);
     if (!r.stream) {
       json result = service.run(r);
       send_json(res, 200, service.chat_response(r, result));
@@ -192,6 +209,9 @@ struct Server::Impl {
     http.new_task_queue = [n = options.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     http.set_read_timeout(options.read_timeout_s, 0);
+    // cpp-httplib closes a keep-alive connection after 5 requests by default: under load every
+    // client then reconnects every 5 answers, into a listen backlog of 5 (see start()).
+    http.set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_requests));
     httplib::Server::HandlerWithResponse auth = [this](const httplib::Request& req, httplib::Response& res) {
       if (options.api_key.empty() || req.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
       const std::string got = req.get_header_value("Authorization");
@@ -245,6 +265,13 @@ int Server::start() {
   }
   ICAE_CHECK(port > 0, ErrorKind::Io,
              "cannot listen on " + host + ":" + std::to_string(s.options.port) + ": " + std::strerror(errno));
+  // cpp-httplib 0.11 listens with a backlog of 5 connections not yet accepted. When many clients
+  // connect at once (a load test's start, keep-alive reconnects) the kernel then drops the
+  // handshake's last ACK; the client believes it is connected and sends its request, which the
+  // server may never see (the "read error" serve_load met at 64 clients). Linux lets listen()
+  // on a listening socket change the backlog.
+  if (::listen(s.http.listening_socket(), SOMAXCONN) != 0)
+    fail(ErrorKind::Io, "cannot listen on " + host + ":" + std::to_string(port) + ": " + std::strerror(errno));
   s.port = port;
   s.listener = std::thread([&s] { s.http.listen_after_bind(); });
   // stop() only reaches a server that is running: wait for the accept loop before returning.

@@ -212,9 +212,12 @@ nlohmann::json Service::run(DecodeRequest& r, const OnPiece& on_piece) {
     }
     return keep;
   };
+  job.cancelled = r.client_gone;
   r.queue_ms = worker_.decode(job);
   Completion& done = job.result;
   if (timed_out) done.stop_reason = "timeout";
+  // Nobody reads this answer; the status is for the metrics and the log.
+  if (done.stop_reason == "cancelled") http_fail(499, "the client closed the connection");
   metrics_.tokens("prompt", prompt_tokens);
   metrics_.tokens("generated", static_cast<int64_t>(done.ids.size()));
   metrics_.decode_seconds(job.decode_ms / 1000.0);
@@ -326,6 +329,10 @@ std::string Service::metrics_text(int64_t in_flight) const {
   g.slots = store_.stats();
   g.queue_depth = worker_.queue_depth();
   g.in_flight = in_flight;
+  g.decode_rows = worker_.decode_rows();
+  g.decode_steps = worker_.steps();
+  g.row_steps = worker_.row_steps();
+  g.cancelled = worker_.cancelled();
   return metrics_.prometheus(g);
 }
 

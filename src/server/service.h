@@ -36,6 +36,9 @@ struct DecodeRequest {
   double compress_ms = 0;           // spent compressing the context for this request
   double queue_ms = 0;
   std::string model_name;           // chat: echoed as "model"
+  // Set by the HTTP layer: true once the client has closed its connection (the decode is then
+  // dropped from the queue or ended at the next step). May be empty.
+  std::function<bool()> client_gone;
 };
 
 // Called per generated token: its id and the text it completes (maybe empty: a character split

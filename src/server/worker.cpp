@@ -1,20 +1,27 @@
 #include "worker.h"
 
 #include <ATen/Parallel.h>
-
-#include <algorithm>
-#include <vector>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "icae/infer/decode_batch.h"
 #include "request.h"
 
 namespace icae::server {
 
 namespace {
 
-bool same_sampling(const SamplingOptions& a, const SamplingOptions& b) {
-  return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.seed == b.seed;
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
 }
+
+bool is_cancelled(const DecodeJob& d) { return d.cancelled && d.cancelled(); }
 
 }  // namespace
 
@@ -26,7 +33,7 @@ Worker::Worker(Session session, int64_t max_queue, int max_batch)
 Worker::~Worker() { stop(); }
 
 double Worker::submit(Job& j) {
-  j.queued = std::chrono::steady_clock::now();
+  j.queued = Clock::now();
   std::future<void> done = j.done.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -58,51 +65,24 @@ int64_t Worker::queue_depth() const {
   return static_cast<int64_t>(queue_.size());
 }
 
-int64_t Worker::batches() const {
+int64_t Worker::decode_rows() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return batches_;
+  return decode_rows_;
 }
 
-int64_t Worker::batched_rows() const {
+int64_t Worker::steps() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return batched_rows_;
+  return steps_;
 }
 
-void Worker::run_batch(const std::vector<Job*>& batch) {
-  // A row that cannot be built (a prompt over the limit, say) fails alone; the rest run.
-  std::vector<Job*> ok;
-  std::vector<DecodeRow> rows;
-  for (Job* j : batch) {
-    try {
-      rows.push_back(j->decode->make_row(session_));
-      ok.push_back(j);
-    } catch (...) {
-      j->done.set_exception(std::current_exception());
-    }
-  }
-  if (ok.empty()) return;
-  try {
-    session_.options().sampling = ok.front()->decode->sampling;
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<Completion> out = session_.run(rows, [&](size_t i, int64_t id) {
-      const auto& cb = ok[i]->decode->on_token;
-      return cb ? cb(id) : true;
-    });
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++batches_;
-      batched_rows_ += static_cast<int64_t>(ok.size());
-    }
-    for (size_t i = 0; i < ok.size(); ++i) {
-      ok[i]->decode->result = std::move(out[i]);
-      ok[i]->decode->decode_ms = ms;
-      ok[i]->decode->batch_rows = static_cast<int64_t>(ok.size());
-      ok[i]->done.set_value();
-    }
-  } catch (...) {
-    for (Job* j : ok) j->done.set_exception(std::current_exception());
-  }
+int64_t Worker::row_steps() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return row_steps_;
+}
+
+int64_t Worker::cancelled() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cancelled_;
 }
 
 void Worker::loop() {
@@ -110,39 +90,99 @@ void Worker::loop() {
   // count asked for (at::set_num_threads) and grad mode (inference needs no autograd graph).
   at::init_num_threads();
   at::NoGradGuard no_grad;
+  auto batch = std::make_unique<DecodeBatch>(session_);
+  struct Running {
+    Job* job;
+    Clock::time_point joined;
+    int64_t widest;
+  };
+  std::map<uint64_t, Running> running;  // by DecodeBatch handle
   for (;;) {
-    std::vector<Job*> batch;
+    Job* task = nullptr;  // one other job, run between two steps
+    std::vector<Job*> joining, dropped;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and nothing left to do
-      batch.push_back(queue_.front());
-      queue_.pop_front();
-      if (batch.front()->decode) {
-        const SamplingOptions& s = batch.front()->decode->sampling;
-        for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
-          if ((*it)->decode && same_sampling((*it)->decode->sampling, s)) {
-            batch.push_back(*it);
-            it = queue_.erase(it);
-          } else {
-            ++it;
-          }
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !running.empty(); });
+      if (queue_.empty() && running.empty()) return;  // stopping, and nothing left to do
+      // Queued decodes whose client went away never start; decodes fill the batch's free rows in
+      // arrival order; the first other job runs now (it may pass decodes waiting for a row).
+      const size_t room = max_batch_ - std::min(max_batch_, running.size());
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        Job* j = *it;
+        if (j->decode && is_cancelled(*j->decode)) {
+          dropped.push_back(j);
+        } else if (j->decode && joining.size() < room) {
+          joining.push_back(j);
+        } else if (!j->decode && !task) {
+          task = j;
+        } else {
+          ++it;
+          continue;
         }
+        it = queue_.erase(it);
+      }
+      cancelled_ += static_cast<int64_t>(dropped.size());
+      decode_rows_ = static_cast<int64_t>(running.size() + joining.size());
+    }
+    for (Job* j : dropped)
+      j->done.set_exception(std::make_exception_ptr(HttpError(499, "the client closed the connection")));
+    const auto now = Clock::now();
+    if (task) {
+      task->waited_ms = ms_between(task->queued, now);
+      try {
+        task->fn(session_);
+        task->done.set_value();
+      } catch (...) {
+        task->done.set_exception(std::current_exception());
       }
     }
-    const auto now = std::chrono::steady_clock::now();
-    for (Job* j : batch) j->waited_ms = std::chrono::duration<double, std::milli>(now - j->queued).count();
-    if (batch.front()->decode) {
-      run_batch(batch);
-      continue;
+    for (Job* j : joining) {
+      j->waited_ms = ms_between(j->queued, now);
+      try {
+        // A row that cannot be built or prefilled (a prompt over the limit, say) fails alone.
+        const DecodeRow row = j->decode->make_row(session_);
+        const uint64_t h = batch->join(row, j->decode->sampling, j->decode->on_token);
+        running[h] = {j, now, 0};
+      } catch (...) {
+        j->done.set_exception(std::current_exception());
+      }
     }
-    Job* j = batch.front();
+    int64_t gone = 0;
+    for (const auto& [h, r] : running)
+      if (is_cancelled(*r.job->decode)) {
+        batch->end(h, "cancelled");
+        ++gone;
+      }
+    const int64_t width = static_cast<int64_t>(batch->running());
+    for (auto& [h, r] : running) r.widest = std::max(r.widest, std::max<int64_t>(width, 1));
     try {
-      j->fn(session_);
-      j->done.set_value();
+      batch->step();
     } catch (...) {
-      j->done.set_exception(std::current_exception());
+      // A failed step leaves the batch in no known state: its rows fail, the next start afresh.
+      for (auto& [h, r] : running) r.job->done.set_exception(std::current_exception());
+      running.clear();
+      batch = std::make_unique<DecodeBatch>(session_);
     }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (width > 0) ++steps_;
+      row_steps_ += width;
+      cancelled_ += gone;
+    }
+    const auto after = Clock::now();
+    for (DecodeBatch::Finished& f : batch->take_finished()) {
+      auto it = running.find(f.handle);
+      if (it == running.end()) continue;
+      DecodeJob& d = *it->second.job->decode;
+      d.result = std::move(f.completion);
+      d.decode_ms = ms_between(it->second.joined, after);
+      d.batch_rows = it->second.widest;
+      Job* j = it->second.job;
+      running.erase(it);
+      j->done.set_value();
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    decode_rows_ = static_cast<int64_t>(running.size());
   }
 }
 

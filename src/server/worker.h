@@ -3,11 +3,14 @@
 // threads queue jobs here and wait for them. The queue is bounded: a full queue is refused (503)
 // at once instead of letting latency grow without limit.
 //
-// Decodes are batched: when the worker takes a decode, it also takes the decodes queued behind it
-// with the same sampling settings (up to max_batch) and runs them as one Session::run, each row
-// with its own prefix, budget and stops. Decoding is memory-bound on a CPU, so B rows cost far
-// less than B single runs. Requests join between batches, not between steps (that would be
-// continuous batching, not built yet).
+// Decodes are continuously batched (decode_batch.h): between two decode steps the worker admits
+// queued decodes into the running batch (each prefilled alone into its own KV cache, up to
+// max_batch rows), runs at most one other job (compress, tokenize), then steps every running row
+// by one token; a row leaves the batch at its own stop id, budget or callback, and its request
+// is answered at once. A request that arrives while others decode starts at the next step.
+//
+// A decode may carry a `cancelled` check (the client went away): a queued one is dropped (499)
+// and a running one ends (stop_reason "cancelled") at the next step.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -23,15 +26,16 @@
 
 namespace icae::server {
 
-// One decode to run, possibly beside others.
+// One decode to run, beside whatever else is decoding.
 struct DecodeJob {
   std::function<DecodeRow(Session&)> make_row;  // on the worker (it may tokenize); may throw
-  SamplingOptions sampling;                     // rows batch together only when these agree
+  SamplingOptions sampling;                     // this row's own; rows of any settings share a batch
   std::function<bool(int64_t id)> on_token;     // streaming, on the worker thread; may be empty
+  std::function<bool()> cancelled;              // polled on the worker between steps; may be empty
   // Filled by the worker:
   Completion result;
-  double decode_ms = 0;
-  int64_t batch_rows = 0;  // rows of the batch it ran in
+  double decode_ms = 0;    // from joining the batch (prefill included) to leaving it
+  int64_t batch_rows = 0;  // the most rows the batch held while this one decoded (itself included)
 };
 
 class Worker {
@@ -43,13 +47,16 @@ class Worker {
   // rethrown here. HttpError 503 when the queue is full or the worker is stopping. Returns the
   // time the job waited in the queue, in milliseconds.
   double run(const std::function<void(Session&)>& job);
-  // The same for a decode, which may share a batch with other decodes.
+  // The same for a decode, which joins the running batch. HttpError 499 when it was cancelled
+  // before it started.
   double decode(DecodeJob& job);
 
-  int64_t queue_depth() const;  // jobs waiting (not counting the running ones)
-  int64_t batches() const;      // decode batches run so far
-  int64_t batched_rows() const; // rows in them
-  // Runs what is queued, then ends the thread. Idempotent.
+  int64_t queue_depth() const;   // jobs waiting (not counting the running ones)
+  int64_t decode_rows() const;   // rows in the running batch
+  int64_t steps() const;         // decode steps run so far
+  int64_t row_steps() const;     // tokens those steps decoded (rows per step, summed)
+  int64_t cancelled() const;     // decodes ended or dropped because their client went away
+  // Runs what is queued and decoding, then ends the thread. Idempotent.
   void stop();
 
  private:
@@ -62,7 +69,6 @@ class Worker {
   };
   double submit(Job& j);
   void loop();
-  void run_batch(const std::vector<Job*>& batch);
 
   Session session_;
   const int64_t max_queue_;
@@ -71,7 +77,7 @@ class Worker {
   std::condition_variable wake_;
   std::deque<Job*> queue_;
   bool stopping_ = false;
-  int64_t batches_ = 0, batched_rows_ = 0;
+  int64_t decode_rows_ = 0, steps_ = 0, row_steps_ = 0, cancelled_ = 0;
   std::thread thread_;
 };
 

@@ -14,6 +14,12 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "icae/api.h"
@@ -96,6 +102,75 @@ Reply post(httplib::Client& c, const std::string& path, const std::string& body,
 }
 Reply post(httplib::Client& c, const std::string& path, const json& body, const httplib::Headers& h = {}) {
   return post(c, path, body.dump(), h);
+}
+
+// A client on a plain socket: sends one request and reads the reply as it comes, or closes the
+// connection mid-request (what httplib's client cannot do on purpose).
+struct RawClient {
+  int fd = -1;
+  std::string got;
+  RawClient(int port, const std::string& path, const json& body) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ADD_FAILURE() << "connect failed";
+    const std::string b = body.dump();
+    const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            "Content-Length: " + std::to_string(b.size()) + "\r\n\r\n" + b;
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) ADD_FAILURE() << "send failed";
+  }
+  ~RawClient() { close(); }
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  // Reads until `what` has arrived (true) or the connection ends or the time is up (false).
+  bool read_until(const std::string& what, double seconds = 60) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (got.find(what) == std::string::npos) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return got.find(what) != std::string::npos;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // The events of a server-sent stream read so far, parsed.
+  std::vector<json> events() const {
+    std::vector<json> out;
+    std::istringstream lines(got);
+    std::string line;
+    while (std::getline(lines, line))
+      if (line.rfind("data: {", 0) == 0) out.push_back(json::parse(line.substr(6)));
+    return out;
+  }
+};
+
+// A value from GET /metrics (the line that starts with `name `), or -1.
+double metric(httplib::Client& c, const std::string& name) {
+  auto r = c.Get("/metrics");
+  if (!r) return -1;
+  std::istringstream lines(r->body);
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
+// Polls until cond() holds, for up to `seconds`.
+template <typename F>
+bool eventually(F cond, double seconds = 30) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 }  // namespace
@@ -373,7 +448,8 @@ TEST(Serve, TextRequestsEqualADirectSessionAndStreamTheSameText) {
   EXPECT_EQ(bad.status, 400) << bad.body;
 }
 
-// Decodes that wait together run as one batch (worker.h); each row still equals its answer alone.
+// Decodes that arrive together share the running batch (worker.h); each row still equals its
+// answer alone.
 TEST(Serve, ConcurrentAnswersShareABatchAndEqualTheirAnswersAlone) {
   const std::vector<int64_t> context = golden_context();
   ServerOptions o;
@@ -384,7 +460,7 @@ TEST(Serve, ConcurrentAnswersShareABatchAndEqualTheirAnswersAlone) {
   const int n = 8;
   std::vector<json> requests, alone;
   for (int i = 0; i < n; ++i) {
-    // Prompts and budgets of different lengths: rows are left-padded and end at different steps.
+    // Prompts and budgets of different lengths: rows of different lengths that end at different steps.
     const std::vector<int64_t> prompt(context.begin() + i, context.begin() + 2 + 2 * i);
     requests.push_back({{"slots_id", c.j.at("slots_id")}, {"prompt_ids", prompt}, {"max_tokens", 6 + i}});
     Reply a = post(*s.client, "/v1/answer", requests.back());
@@ -438,4 +514,168 @@ TEST(Serve, ADecodeOverTheTimeLimitEndsWithStopReasonTimeout) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.j.at("stop_reason"), "timeout");
   EXPECT_EQ(r.j.at("tokens"), 1);
+}
+
+// Continuous batching: a request that arrives while another decodes joins its batch at the next
+// step, gets exactly the tokens it gets alone, and leaves at its own max_tokens while the other
+// goes on; the long one also equals itself alone.
+TEST(Serve, ARequestThatJoinsARunningDecodeGetsItsTokensAloneAndLeavesFirst) {
+  const std::vector<int64_t> context = golden_context();
+  ServerOptions o;
+  o.max_new_tokens = 4000;
+  Running s(o);
+  Reply c = post(*s.client, "/v1/compress", json{{"ids", context}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  const json long_req = {{"slots_id", c.j.at("slots_id")},
+                         {"prompt_ids", std::vector<int64_t>(context.begin(), context.begin() + 3)},
+                         {"max_tokens", 4000},
+                         {"stream", true}};
+  const json short_req = {{"slots_id", c.j.at("slots_id")},
+                          {"prompt_ids", std::vector<int64_t>(context.begin() + 5, context.begin() + 12)},
+                          {"max_tokens", 9}};
+  Reply short_alone = post(*s.client, "/v1/answer", short_req);
+  ASSERT_EQ(short_alone.status, 200) << short_alone.body;
+  ASSERT_EQ(short_alone.j.at("tokens"), 9);
+  EXPECT_EQ(short_alone.j.at("timings").at("batch_rows"), 1);
+  std::vector<int64_t> long_alone;
+  {
+    RawClient a(s.server->port(), "/v1/answer", long_req);
+    ASSERT_TRUE(a.read_until("data: [DONE]", 300));
+    for (const json& e : a.events())
+      if (!e.contains("done")) long_alone.push_back(e.at("id"));
+  }
+  ASSERT_EQ(long_alone.size(), 4000u);
+
+  // Whether the short request finds the long one still decoding is up to timing (4000 tiny
+  // tokens take a fraction of a second): a few rounds, each of which must give both their tokens.
+  bool joined = false;
+  for (int round = 0; round < 5 && !joined; ++round) {
+    RawClient a(s.server->port(), "/v1/answer", long_req);
+    ASSERT_TRUE(a.read_until("\"id\":", 60)) << "the long decode did not start";
+    Reply b = post(*s.client, "/v1/answer", short_req);
+    ASSERT_EQ(b.status, 200) << b.body;
+    EXPECT_EQ(b.j.at("ids"), short_alone.j.at("ids")) << "round " << round;
+    // It shared the batch with the long one, which started first and runs far longer: it joined
+    // mid-decode and left at its own budget.
+    const bool shared = b.j.at("timings").at("batch_rows").get<int64_t>() == 2;
+    ASSERT_TRUE(a.read_until("data: [DONE]", 300));
+    std::vector<int64_t> ids;
+    json final;
+    for (const json& e : a.events()) {
+      if (e.contains("done")) final = e;
+      else ids.push_back(e.at("id"));
+    }
+    EXPECT_EQ(ids, long_alone) << "round " << round;
+    EXPECT_EQ(final.value("stop_reason", ""), "max_new_tokens");
+    joined = shared && final.at("timings").at("batch_rows") == 2 &&
+             final.at("timings").at("decode_ms").get<double>() > b.j.at("timings").at("decode_ms").get<double>();
+  }
+  EXPECT_TRUE(joined) << "the short request never joined the long one's batch";
+  EXPECT_GT(metric(*s.client, "icae_decode_steps_total"), 0);
+}
+
+// A client that closes its connection cancels its decode: a queued one never starts, a running
+// one ends at the next step (status 499 in the metrics); the server goes on serving.
+TEST(Serve, AClientThatGoesAwayCancelsItsQueuedOrRunningDecode) {
+  const std::vector<int64_t> context = golden_context();
+  ServerOptions o;
+  o.max_batch = 1;  // the second request waits in the queue
+  o.max_new_tokens = 1000000;
+  Running s(o);
+  Reply c = post(*s.client, "/v1/compress", json{{"ids", context}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  // Far more tokens than the test lasts: only a cancel ends it.
+  const json forever = {{"slots_id", c.j.at("slots_id")}, {"prompt_ids", std::vector<int64_t>{3, 4}},
+                        {"max_tokens", 1000000}};
+  RawClient running(s.server->port(), "/v1/answer", forever);
+  ASSERT_TRUE(eventually([&] { return metric(*s.client, "icae_decode_rows") == 1; })) << "it never started";
+  RawClient queued(s.server->port(), "/v1/answer", forever);
+  ASSERT_TRUE(eventually([&] { return metric(*s.client, "icae_queue_depth") == 1; })) << "it never queued";
+
+  queued.close();
+  ASSERT_TRUE(eventually([&] { return metric(*s.client, "icae_requests_cancelled_total") == 1; }))
+      << "the queued request was not dropped";
+  EXPECT_EQ(metric(*s.client, "icae_queue_depth"), 0);
+  EXPECT_EQ(metric(*s.client, "icae_decode_rows"), 1) << "the running one goes on";
+
+  running.close();
+  ASSERT_TRUE(eventually([&] { return metric(*s.client, "icae_requests_cancelled_total") == 2; }))
+      << "the running request was not ended";
+  ASSERT_TRUE(eventually([&] { return metric(*s.client, "icae_decode_rows") == 0; }));
+  ASSERT_TRUE(eventually([&] { return metric(*s.client, "icae_requests_total{route=\"/v1/answer\",status=\"499\"}") == 2; }));
+  Reply after = post(*s.client, "/v1/answer", json{{"slots_id", c.j.at("slots_id")}, {"prompt_ids", std::vector<int64_t>{3, 4}},
+                                                   {"max_tokens", 5}});
+  ASSERT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(after.j.at("tokens"), 5);
+}
+
+// `icae serve` on SIGTERM: the request in flight is answered to its end, then the process exits 0.
+TEST(Serve, SigtermFinishesTheRequestInFlightThenExitsZero) {
+  const std::string dir = test::make_tiny_text_model("icae_serve_sigterm_" + std::to_string(::getpid()));
+  const std::string adapter = dir + "/adapter.safetensors";
+  {
+    auto base = std::make_shared<Transformer>(Transformer::load(dir, {}));
+    IcaeConfig ic;
+    ic.mem_size = 4;
+    ic.lora.r = 4;
+    AdapterInfo info;
+    info.base_fingerprint = base->fingerprint();
+    save_adapter(adapter, Icae(base, ic, 7), info);
+  }
+  int err[2];
+  ASSERT_EQ(::pipe(err), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(err[1], 2);
+    ::close(err[0]);
+    ::execl(ICAE_CLI_PATH, ICAE_CLI_PATH, "serve", "--model", dir.c_str(), "--adapter", adapter.c_str(), "--port", "0",
+            "--threads", "1", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(err[1]);
+  // "icae serve: listening on http://127.0.0.1:PORT; ..." on stderr.
+  std::string log;
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    pollfd p{err[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      char buf[512];
+      const ssize_t n = ::read(err[0], buf, sizeof buf);
+      if (n <= 0) break;
+      log.append(buf, static_cast<size_t>(n));
+      const size_t at = log.find("127.0.0.1:");
+      if (at != std::string::npos && log.find(';', at) != std::string::npos) port = std::stoi(log.substr(at + 10));
+    }
+  }
+  ASSERT_GT(port, 0) << log;
+  const json req = {{"prompt_ids", std::vector<int64_t>{1, 450, 297, 29899}}, {"max_tokens", 400}, {"stream", true}};
+  std::vector<json> alone;
+  {
+    RawClient a(port, "/v1/generate", req);
+    ASSERT_TRUE(a.read_until("data: [DONE]", 120));
+    alone = a.events();
+  }
+  ASSERT_FALSE(alone.empty());
+  const json want = alone.back();
+  ASSERT_TRUE(want.contains("done"));
+  ASSERT_GE(want.at("tokens").get<int64_t>(), 20) << "too short a decode to be caught in flight";
+
+  RawClient a(port, "/v1/generate", req);
+  ASSERT_TRUE(a.read_until("\"id\":", 60)) << "the decode did not start";
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  ASSERT_TRUE(a.read_until("data: [DONE]", 120)) << a.got;
+  const std::vector<json> got = a.events();
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back().at("ids"), want.at("ids"));
+  EXPECT_EQ(got.back().at("stop_reason"), want.at("stop_reason"));
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  char buf[4096];
+  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) log.append(buf, static_cast<size_t>(n));
+  ::close(err[0]);
+  EXPECT_NE(log.find("SIGTERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped"), std::string::npos) << log;
 }

@@ -23,7 +23,7 @@ struct DistillArgs {
   std::vector<std::string> data;
   int64_t passages = 200, max_context = 128, min_context = 64, batch = 8, max_new_tokens = 96;
   uint64_t seed = 0;
-  bool split_blocks = false;
+  bool split_blocks = false, passages_only = false;
   cli::RunOptions run;
 };
 
@@ -63,7 +63,8 @@ std::vector<std::string> draw_passages(const DistillArgs& a, const Session& s) {
 }
 
 void run_distill(const DistillArgs& a) {
-  ICAE_CHECK(!a.out.empty(), ErrorKind::Usage, "give the output file: --out FILE.jsonl");
+  ICAE_CHECK(a.passages_only || !a.out.empty(), ErrorKind::Usage, "give the output file: --out FILE.jsonl");
+  ICAE_CHECK(!a.passages_only || !a.passages_out.empty(), ErrorKind::Usage, "--passages-only needs --passages-out FILE");
   train::DistillOptions o;
   if (!a.prompts_file.empty()) o.prompts = read_prompts(a.prompts_file);
   o.batch = a.batch;
@@ -81,6 +82,10 @@ void run_distill(const DistillArgs& a) {
     ICAE_CHECK(p.good(), ErrorKind::Io, a.passages_out + ": cannot open for writing");
     for (const auto& text : passages) p << nlohmann::json({{"text", text}}).dump() << "\n";
     ICAE_CHECK(p.good(), ErrorKind::Io, a.passages_out + ": write failed");
+  }
+  if (a.passages_only) {
+    std::fprintf(stderr, "icae distill: wrote %zu passages to %s\n", passages.size(), a.passages_out.c_str());
+    return;
   }
   // Written next to the target and renamed at the end: an interrupted run leaves no half file.
   const std::string tmp = a.out + ".partial";
@@ -111,7 +116,8 @@ void setup_distill(CLI::App& root) {
   c->add_option("--model", a->model, "Base model: a Hugging Face folder or a .gguf file")->required();
   c->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
   c->add_option("--data", a->data, "Text: .txt files, folders of them, JSONL with \"text\"")->required();
-  c->add_option("--out", a->out, "Output JSONL (written atomically)")->required();
+  c->add_option("--out", a->out, "Output JSONL (written atomically)");
+  c->add_flag("--passages-only", a->passages_only, "Only draw the passages and write --passages-out (no answers)");
   c->add_option("--passages-out", a->passages_out, "Also write the passages as JSONL {\"text\"} (for `icae eval ae`)");
   c->add_option("--prompts", a->prompts_file, "File with one prompt per line (default: a built-in set of four)");
   c->add_option("--passages", a->passages, "Passages to draw (0: all)")->check(cli::at_least(0))->capture_default_str();

@@ -82,13 +82,16 @@ void setup(CLI::App& root) {
   c->add_option("--slot-cache-mb", a->slot_cache_mb, "Memory for slots (least recently used go first)")
       ->check(icae::cli::at_least(0))
       ->capture_default_str();
-  c->add_option("--max-batch", s.max_batch, "Decodes waiting at the same time (same sampling) that run as one batch")
+  c->add_option("--max-batch", s.max_batch, "Rows in the running decode batch: requests join it between decode steps, more wait")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   c->add_option("--max-queue", s.max_queue, "Requests that may wait for the model; more get 503")
       ->check(icae::cli::at_least(1))
       ->capture_default_str();
   c->add_option("--http-threads", s.http_threads, "Connections served at once")->check(CLI::Range(1, 1024))->capture_default_str();
+  c->add_option("--keep-alive-requests", s.keep_alive_requests, "Requests on one keep-alive connection before it is closed")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   c->add_option("--max-body-mb", a->max_body_mb, "Largest request body; larger get 413")
       ->check(icae::cli::at_least(1))
       ->capture_default_str();

@@ -12,6 +12,7 @@
 //   run(rows)                -> any mix of the above decoded together as one batch (left padding,
 //                               attention mask, position ids), each row with its own length and
 //                               stops; row for row equal to decoding it alone
+// (For rows that join and leave a batch while it runs — a server's — see decode_batch.h.)
 // Every call streams through an optional callback and samples greedily unless told otherwise;
 // sampled runs seed every row's sampler from SamplingOptions::seed, so a call is reproducible.
 // A session is used by one thread at a time; the weights it shares are only read.
@@ -113,8 +114,10 @@ class Session {
   int64_t kv_cache_capacity_bytes() const;
   void release_cache();
 
+ // The decoder input of a row: its prefix's embeddings with the slots in place [T, H].
+  at::Tensor prefix_embeddings(const DecodeRow& row) const;
+
  private:
-  at::Tensor prefix_embeddings(const DecodeRow& row) const;  // [T, H]
   KVCache& cache_for(int64_t batch, int64_t length);
 
   std::shared_ptr<const TextModel> model_;

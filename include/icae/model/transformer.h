@@ -80,6 +80,18 @@ class Transformer {
   at::ScalarType dtype() const { return options_.dtype; }
 
   ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options = {}) const;
+  // One new token for each of several independent sequences, each with its own KV cache (batch
+  // 1, any length; each advances by one): the projections run over all rows at once, so the
+  // weights are read once per step, while attention is per row over that row's own past. This is
+  // what lets rows of different lengths join and leave a running decode batch (continuous
+  // batching). Returns logits [B, V]. Row i equals forward() of its token alone on its cache:
+  // bitwise on the quantised CPU path, up to float rounding of the batched matmuls otherwise.
+  // Up to kQuantMaxRows rows go through the quantised CPU path (when attached); more rows take
+  // the dense weights, where a matrix product over many rows beats decoding the blocks per row.
+  at::Tensor decode_rows(const std::vector<int64_t>& ids, const std::vector<KVCache*>& caches) const;
+  // The most rows a projection runs through the quantised blocks (decoding); prefill, training and
+  // wider batches use the dense weights, where oneDNN's kernels and autograd apply.
+  static constexpr int64_t kQuantMaxRows = 8;
   at::Tensor embed(const at::Tensor& ids) const;           // [B, T] -> [B, T, H]
   at::Tensor lm_head(const at::Tensor& hidden) const;      // [..., H] -> [..., V]
   const at::Tensor& embedding_weight() const { return embed_; }
@@ -105,6 +117,14 @@ class Transformer {
   at::Tensor layer_forward(int64_t layer, at::Tensor x, const LayerCall& call) const;
   // One token of one sequence on the CPU through the quantised weights, in plain loops.
   ForwardOutput decode_step_cpu(const ForwardInput& input, const ForwardOptions& options) const;
+  // The same for n rows: x [n, H] float32 embeddings in, the final (normed) hidden states out in
+  // place; logits [n, V] when not null. caches[r] holds row r (batch 1) and advances by one.
+  void decode_rows_cpu(std::vector<float>& x, const std::vector<KVCache*>& caches, float* logits) const;
+  // The quantised CPU decoding path can serve this model (quantised projections attached, CPU,
+  // f32/bf16, no autograd) with caches of this element type.
+  bool quant_decode_ready(at::ScalarType cache_type) const;
+  // decode_rows through ATen (dense weights, any device): batched projections, per-row attention.
+  at::Tensor decode_rows_aten(const std::vector<int64_t>& ids, const std::vector<KVCache*>& caches) const;
 
   ModelConfig config_;
   ModelLoadOptions options_;

@@ -11,8 +11,9 @@
 // event with the whole result. Bad requests get a 4xx with {"error": "..."} naming the problem.
 //
 // The model is not thread-safe: HTTP threads parse and validate, then hand the model work to one
-// worker thread through a bounded queue (full: 503). Decodes waiting in the queue at the same time
-// (same sampling settings, up to max_batch) run together as one batched decode (worker.h).
+// worker thread through a bounded queue (full: 503). Decodes are continuously batched: a request
+// joins the running decode batch at the next step and leaves it when it is done, up to max_batch
+// rows (worker.h). A decode whose client closes its connection is dropped or ended (499).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,8 +29,9 @@ struct ServerOptions {
   std::string api_key;                // non-empty: every route but /healthz wants "Authorization: Bearer KEY"
   std::string slot_dir;               // the slot store's disk tier ("" : memory only)
   int64_t slot_cache_bytes = int64_t{512} << 20;
-  int max_batch = 8;                  // decodes waiting together (same sampling) run as one batch
+  int max_batch = 8;                  // rows in the running decode batch (more wait in the queue)
   int http_threads = 32;              // connections served at once (a keep-alive client holds one)
+  int keep_alive_requests = 1000;     // requests on one keep-alive connection before the server closes it
   int64_t max_queue = 64;             // requests waiting for the model; more get 503
   int64_t max_body_bytes = 8 << 20;   // bigger bodies get 413
   int64_t max_context_tokens = 32768; // per context to compress

@@ -1,0 +1,134 @@
+#include "icae/infer/decode_batch.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "icae/model/kv_cache.h"
+#include "icae/util/error.h"
+
+namespace icae {
+
+// The state of one row: what Session::run keeps per row, plus the row's own cache.
+struct DecodeBatch::Row {
+  uint64_t handle = 0;
+  std::unique_ptr<KVCache> cache;
+  Sampler sampler;
+  int64_t budget = 0;
+  std::vector<int64_t> stops;
+  TokenCallback on_token;
+  Completion out;
+  int64_t next = 0;  // the last picked id, fed at the next step
+  bool done = false;
+  explicit Row(const SamplingOptions& s) : sampler(s) {}
+};
+
+DecodeBatch::DecodeBatch(Session& session) : session_(session) {}
+DecodeBatch::~DecodeBatch() = default;
+
+uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling, TokenCallback on_token) {
+  const SessionOptions& so = session_.options();
+  auto r = std::make_unique<Row>(sampling);
+  r->handle = next_handle_++;
+  r->budget = row.max_new_tokens.value_or(so.max_new_tokens);
+  ICAE_CHECK(r->budget >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
+  std::vector<int64_t> stops = so.use_model_stop_ids ? session_.model().stop_ids : std::vector<int64_t>{};
+  stops.insert(stops.end(), so.stop_ids.begin(), so.stop_ids.end());
+  r->stops = row.stop_ids.value_or(stops);
+  r->on_token = std::move(on_token);
+  r->out.stop_reason = "max_new_tokens";
+  at::Tensor embeds = session_.prefix_embeddings(row);
+  r->out.prefix_tokens = embeds.size(0);
+  const uint64_t handle = r->handle;
+  if (r->budget == 0) {  // nothing to decode, as Session::run: no prefill either
+    finished_.push_back({handle, std::move(r->out)});
+    return handle;
+  }
+  const Transformer& base = session_.base();
+  KVCacheOptions co;
+  co.batch = 1;
+  co.max_length = embeds.size(0) + r->budget;
+  co.device = base.device();
+  co.dtype = base.dtype();
+  r->cache = std::make_unique<KVCache>(base.config(), co);
+  ForwardOptions fo;
+  fo.cache = r->cache.get();
+  fo.last_position_only = true;
+  ForwardInput in;
+  in.inputs_embeds = embeds.to(base.dtype()).unsqueeze(0);  // [1, T, H]
+  at::Tensor logits = base.forward(in, fo).logits.view({1, -1});
+  advance(*r, logits[0]);
+  rows_.push_back(std::move(r));
+  retire_done();
+  return handle;
+}
+
+bool DecodeBatch::advance(Row& r, const at::Tensor& logits) {
+  const int64_t id = r.sampler.pick(logits);
+  r.next = id;
+  r.out.ids.push_back(id);
+  if (r.on_token && !r.on_token(id)) {
+    r.out.stop_reason = "callback";
+    r.done = true;
+  } else if (std::find(r.stops.begin(), r.stops.end(), id) != r.stops.end()) {
+    r.out.stop_reason = "stop_id";
+    r.done = true;
+  } else if (static_cast<int64_t>(r.out.ids.size()) >= r.budget) {
+    r.done = true;
+  }
+  return r.done;
+}
+
+void DecodeBatch::step() {
+  if (rows_.empty()) return;
+  std::vector<int64_t> ids;
+  std::vector<KVCache*> caches;
+  for (const auto& r : rows_) {
+    ids.push_back(r->next);
+    caches.push_back(r->cache.get());
+  }
+  at::Tensor logits = session_.base().decode_rows(ids, caches);  // [B, V]
+  for (size_t i = 0; i < rows_.size(); ++i) advance(*rows_[i], logits[static_cast<int64_t>(i)]);
+  retire_done();
+}
+
+void DecodeBatch::end(uint64_t handle, const std::string& stop_reason) {
+  for (auto& r : rows_)
+    if (r->handle == handle) {
+      r->out.stop_reason = stop_reason;
+      r->done = true;
+    }
+  retire_done();
+}
+
+void DecodeBatch::retire_done() {
+  auto keep = std::stable_partition(rows_.begin(), rows_.end(), [](const auto& r) { return !r->done; });
+  for (auto it = keep; it != rows_.end(); ++it) {
+    Row& r = **it;
+    r.out.text = session_.detokenize(r.out.ids);
+    finished_.push_back({r.handle, std::move(r.out)});
+  }
+  rows_.erase(keep, rows_.end());  // frees their caches
+}
+
+std::vector<DecodeBatch::Finished> DecodeBatch::take_finished() {
+  std::vector<Finished> out;
+  out.swap(finished_);
+  return out;
+}
+
+std::vector<uint64_t> DecodeBatch::handles() const {
+  std::vector<uint64_t> out;
+  for (const auto& r : rows_) out.push_back(r->handle);
+  return out;
+}
+
+int64_t DecodeBatch::kv_bytes() const {
+  const ModelConfig& c = session_.base().config();
+  int64_t positions = 0;
+  for (const auto& r : rows_) positions += r->cache->length();
+  return 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * positions *
+         static_cast<int64_t>(c10::elementSize(session_.base().dtype()));
+}
+
+}  // namespace icae
