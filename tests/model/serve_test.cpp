@@ -614,7 +614,7 @@ TEST(Serve, SigtermFinishesTheRequestInFlightThenExitsZero) {
   const std::string dir = test::make_tiny_text_model("icae_serve_sigterm_" + std::to_string(::getpid()));
   const std::string adapter = dir + "/adapter.safetensors";
   {
-    auto base = std::make_shared<Transformer>(Transformer::load(dir, {}));
+    auto base = std::make_shared<Transformer>(load_transformer(dir, {}));
     IcaeConfig ic;
     ic.mem_size = 4;
     ic.lora.r = 4;
