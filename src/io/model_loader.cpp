@@ -8,11 +8,26 @@
 #include "icae/io/gguf_model.h"
 #include "icae/io/gguf_quant.h"
 #include "icae/io/tensor_io.h"
+#include "icae/model/quant_matrix.h"
 #include "icae/util/error.h"
 
 namespace icae {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Whether a .gguf model keeps its blocks for decoding (see ModelLoadOptions::QuantDecode).
+// Auto: where the block kernels are vectorised, or where the dense alternative is not float32
+// (bf16/f16 matmuls on a CPU without native support are emulated and slower still).
+bool use_quantized_decode(const ModelLoadOptions& o) {
+  using Q = ModelLoadOptions::QuantDecode;
+  if (!o.device.is_cpu() || o.quantized_decode == Q::Off) return false;
+  if (o.quantized_decode == Q::On) return true;
+  return quant_kernels_vectorised() || o.dtype != at::kFloat;
+}
+
+}  // namespace
 
 Transformer load_transformer(const std::string& path, const ModelLoadOptions& options) {
   ICAE_CHECK(fs::exists(path), ErrorKind::Io, path + ": no such file or folder");
@@ -39,7 +54,7 @@ Transformer load_transformer(const std::string& path, const ModelLoadOptions& op
     LoadedWeights w = load_gguf_model(path, load_type);
     try {
       Transformer model(std::move(w.config), std::move(w.tensors), options);
-      if (options.quantized_decode && options.device.is_cpu()) model.attach_quantized(load_gguf_quantized(path));
+      if (use_quantized_decode(options)) model.attach_quantized(load_gguf_quantized(path));
       return model;
     } catch (const Error& e) {
       throw Error(e.kind(), path + ": " + e.what());

@@ -116,12 +116,14 @@ void groups_avx512(const KernelArgs& a, int64_t g0, int64_t g1) {
 
 using GroupsKernel = void (*)(const KernelArgs&, int64_t, int64_t);
 
-GroupsKernel pick_kernel() {
-  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  return avx512 ? groups_avx512 : groups_scalar;
-}
+GroupsKernel pick_kernel() { return quant_kernels_vectorised() ? groups_avx512 : groups_scalar; }
 
 }  // namespace
+
+bool quant_kernels_vectorised() {
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return avx512;
+}
 
 QuantMatrix QuantMatrix::cat_rows(const std::vector<QuantMatrix>& parts) {
   ICAE_CHECK(!parts.empty(), ErrorKind::Internal, "cat_rows of nothing");

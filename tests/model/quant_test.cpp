@@ -62,8 +62,10 @@ TEST(QuantDecode, SmolLM2DecodesLikeTheDenseModel) {
   const std::string path = std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "run scripts/fetch-model first";
   ModelLoadOptions dense_opts;
-  dense_opts.quantized_decode = false;
-  Transformer quant = load_transformer(path, {});
+  dense_opts.quantized_decode = ModelLoadOptions::QuantDecode::Off;
+  ModelLoadOptions quant_opts;
+  quant_opts.quantized_decode = ModelLoadOptions::QuantDecode::On;
+  Transformer quant = load_transformer(path, quant_opts);
   Transformer dense = load_transformer(path, dense_opts);
   ASSERT_TRUE(quant.has_quantized());
   ASSERT_FALSE(dense.has_quantized());
@@ -92,7 +94,7 @@ TEST(QuantDecode, FusedBf16DecodingStaysCloseToFloat32) {
   const std::string path = std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "run scripts/fetch-model first";
   ModelLoadOptions bf16_opts{at::kCPU, at::kBFloat16}, f32_opts;
-  f32_opts.quantized_decode = false;
+  f32_opts.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   Transformer fast = load_transformer(path, bf16_opts), ref = load_transformer(path, f32_opts);
   at::NoGradGuard no_grad;
   KVCache cf(fast.config(), {1, 16, at::kCPU, at::kBFloat16}), cr(ref.config(), {1, 16, at::kCPU, at::kFloat});

@@ -3,6 +3,7 @@
 // questions answered from the slots alone beside the base model's answers with the full
 // passage, and what reading slots instead of the passage saves (prefill tokens, KV cache, time).
 // scripts/demo runs it on the bundled adapter (models/demo); --file runs it on any text.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -98,9 +99,13 @@ void show_passage(Session& s, const std::string& text, const std::vector<std::st
     std::printf("  Q: %s\n", q.c_str());
     print_wrapped("ICAE (slots):", s.detokenize(without_stop(x.c)));
     print_wrapped("SmolLM2 (full):", s.detokenize(without_stop(y.c)));
-    std::printf("  %-15s reads %lld vs %lld prompt positions; KV cache %s vs %s; %.2f s vs %.2f s\n", "",
-                static_cast<long long>(slot_prefix), static_cast<long long>(full_prefix), kib(x.kv_bytes).c_str(),
-                kib(y.kv_bytes).c_str(), x.seconds, y.seconds);
+    // Per generated token as well as in total: the two answers need not be equally long.
+    const auto per_token = [](const Timed& t) { return 1000.0 * t.seconds / std::max<size_t>(1, t.c.ids.size()); };
+    std::printf("  %-15s reads %lld vs %lld prompt positions; KV cache %s vs %s; %zu tokens in %.2f s (%.0f ms/token) "
+                "vs %zu in %.2f s (%.0f ms/token)\n",
+                "", static_cast<long long>(slot_prefix), static_cast<long long>(full_prefix), kib(x.kv_bytes).c_str(),
+                kib(y.kv_bytes).c_str(), x.c.ids.size(), x.seconds, per_token(x), y.c.ids.size(), y.seconds,
+                per_token(y));
   }
 }
 
@@ -135,6 +140,7 @@ void run_demo(const DemoArgs& a) {
   std::printf("ICAE: %s + %s (k = %lld slots per %lld-token segment), loaded in %.1f s\n", a.model.c_str(),
               a.adapter.c_str(), static_cast<long long>(icae.config().mem_size),
               static_cast<long long>(icae.config().mem_size * icae.config().compression_rate), seconds_since(t0));
+  if (!s.adapter().info.notes.empty()) std::printf("adapter notes: %s\n", s.adapter().info.notes.c_str());
   const std::vector<std::string> questions =
       a.questions.empty() ? std::vector<std::string>{"Summarize the passage in one sentence.",
                                                      "List the people and places mentioned in the passage."}

@@ -21,7 +21,8 @@ void add_run_options(CLI::App* cmd, RunOptions& o) {
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   cmd->add_flag("--dense-decode", o.dense_decode,
-                "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks");
+                "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks\n"
+                "(the default uses the blocks where their kernels are vectorised: AVX-512)");
 }
 
 ModelLoadOptions resolve(const RunOptions& o) {
@@ -30,7 +31,7 @@ ModelLoadOptions resolve(const RunOptions& o) {
   ModelLoadOptions m;
   m.device = parse_device(o.device);
   m.dtype = parse_dtype(o.dtype);
-  m.quantized_decode = !o.dense_decode;
+  if (o.dense_decode) m.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   return m;
 }
 

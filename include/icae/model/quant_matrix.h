@@ -43,6 +43,8 @@ struct QuantMatrix {
 // y = x W^T for x [..., cols] (any float dtype, CPU), returned in x's dtype. Meant for a few
 // rows of x (decoding); parallel over the rows of W with libtorch's intra-op threads.
 at::Tensor quant_linear(const at::Tensor& x, const QuantMatrix& w);
+// Whether the block kernels run vectorised on this CPU (AVX-512) rather than as a scalar loop.
+bool quant_kernels_vectorised();
 // The same on raw float32 buffers: x [n, cols] -> y [n, rows] (no tensors, no dispatch).
 void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y);
 
