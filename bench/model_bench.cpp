@@ -36,7 +36,9 @@
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/eval/model_shapes.h"
+#include "icae/io/model_loader.h"
 #include "icae/model/kv_cache.h"
+#include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
 #include "icae/train/step.h"
 #include "icae/util/device.h"
@@ -77,7 +79,7 @@ struct Options {
 // The first `layers` layers of a weight map (tensors shared, not copied).
 TensorMap first_layers(const TensorMap& all, int64_t layers) {
   TensorMap out;
-  const std::string prefix = "model.layers.";
+  const std::string prefix(kHfLayerPrefix);
   for (const auto& [name, t] : all) {
     if (name.compare(0, prefix.size(), prefix) == 0) {
       const int64_t l = std::stoll(name.substr(prefix.size()));
@@ -398,7 +400,7 @@ int main(int argc, char** argv) {
     int64_t full_layers = 0;
     const auto t_load = Clock::now();
     if (!o.model_path.empty()) {
-      model = std::make_shared<Transformer>(Transformer::load(o.model_path, lo));
+      model = std::make_shared<Transformer>(load_transformer(o.model_path, lo));
       full_layers = model->config().num_hidden_layers;
     } else {
       ModelConfig cfg = shape_config(o.shape);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "icae/core/prompt_layout.h"
 #include "icae/eval/text_metrics.h"
 #include "icae/infer/session.h"
 #include "icae/util/error.h"

@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "icae/model/tensor_names.h"
 #include "icae/util/error.h"
 
 namespace icae::eval {
@@ -65,26 +66,14 @@ TensorMap random_weights(const ModelConfig& c, at::Device device, at::ScalarType
   if (device.is_cpu()) gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto normal = [&](std::vector<int64_t> shape) { return at::empty(shape, opts).normal_(0.0, 0.02, gen); };
   TensorMap w;
-  const int64_t h = c.hidden_size, i = c.intermediate_size, d = c.head_dim;
-  const int64_t q = c.num_attention_heads * d, kv = c.num_key_value_heads * d;
-  w["model.embed_tokens.weight"] = normal({c.vocab_size, h});
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    w[p + "input_layernorm.weight"] = at::ones({h}, opts);
-    w[p + "post_attention_layernorm.weight"] = at::ones({h}, opts);
-    w[p + "self_attn.q_proj.weight"] = normal({q, h});
-    w[p + "self_attn.k_proj.weight"] = normal({kv, h});
-    w[p + "self_attn.v_proj.weight"] = normal({kv, h});
-    w[p + "self_attn.o_proj.weight"] = normal({h, q});
-    if (c.attention_bias)
-      for (const char* n : {"q_proj", "k_proj", "v_proj"})
-        w[p + "self_attn." + n + ".bias"] = at::zeros({std::string(n) == "q_proj" ? q : kv}, opts);
-    w[p + "mlp.gate_proj.weight"] = normal({i, h});
-    w[p + "mlp.up_proj.weight"] = normal({i, h});
-    w[p + "mlp.down_proj.weight"] = normal({h, i});
+  // Matrices drawn in the table's order (the random stream depends on it), norms one, biases zero.
+  for (const ModelTensor& t : model_tensors(c)) {
+    switch (role_info(t.role).kind) {
+      case TensorKind::Matrix: w[t.name] = normal(t.shape); break;
+      case TensorKind::Norm: w[t.name] = at::ones(t.shape, opts); break;
+      case TensorKind::Bias: w[t.name] = at::zeros(t.shape, opts); break;
+    }
   }
-  w["model.norm.weight"] = at::ones({h}, opts);
-  if (!c.tie_word_embeddings) w["lm_head.weight"] = normal({c.vocab_size, h});
   return w;
 }
 

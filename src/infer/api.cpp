@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "icae/io/model_loader.h"
+
 namespace icae {
 
 namespace {
@@ -37,7 +39,7 @@ LoadedModel load_model(const std::string& model_path, const std::string& adapter
     // A folder of weights alone (e.g. a test model): it speaks token ids only.
     text = std::make_shared<TextModel>();
     text->path = model_path;
-    text->model = std::make_shared<Transformer>(Transformer::load(model_path, to.load));
+    text->model = std::make_shared<Transformer>(load_transformer(model_path, to.load));
     if (text->model->config().eos_token_id) text->stop_ids.push_back(*text->model->config().eos_token_id);
   } else {
     text = std::make_shared<TextModel>(load_text_model(model_path, to));

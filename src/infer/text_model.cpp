@@ -5,6 +5,7 @@
 
 #include "icae/formats/gguf.h"
 #include "icae/formats/gguf_tokenizer.h"
+#include "icae/io/model_loader.h"
 #include "icae/tokenizer/chat_template.h"
 #include "icae/util/error.h"
 
@@ -32,7 +33,7 @@ std::string guess_chat_format(const tok::Tokenizer& t, const std::string& jinja)
 TextModel load_text_model(const std::string& path, const TextModelOptions& options) {
   TextModel m;
   m.path = path;
-  m.model = std::make_shared<Transformer>(Transformer::load(path, options.load));
+  m.model = std::make_shared<Transformer>(load_transformer(path, options.load));
   std::string jinja;
   if (!options.tokenizer_path.empty()) {
     m.tokenizer = std::make_shared<tok::Tokenizer>(tok::Tokenizer::from_file(options.tokenizer_path));

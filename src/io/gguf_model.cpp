@@ -9,30 +9,11 @@
 
 #include "icae/formats/gguf.h"
 #include "icae/formats/gguf_dequant.h"
+#include "icae/model/tensor_names.h"
 #include "icae/util/error.h"
 
 namespace icae {
 namespace {
-
-// llama.cpp's per-layer tensor names -> the Hugging Face suffix after "model.layers.N.".
-struct LayerName {
-  const char* gguf;
-  const char* hf;
-};
-const LayerName kLayerNames[] = {
-    {"attn_norm.weight", "input_layernorm.weight"},
-    {"ffn_norm.weight", "post_attention_layernorm.weight"},
-    {"attn_q.weight", "self_attn.q_proj.weight"},
-    {"attn_k.weight", "self_attn.k_proj.weight"},
-    {"attn_v.weight", "self_attn.v_proj.weight"},
-    {"attn_q.bias", "self_attn.q_proj.bias"},
-    {"attn_k.bias", "self_attn.k_proj.bias"},
-    {"attn_v.bias", "self_attn.v_proj.bias"},
-    {"attn_output.weight", "self_attn.o_proj.weight"},
-    {"ffn_gate.weight", "mlp.gate_proj.weight"},
-    {"ffn_up.weight", "mlp.up_proj.weight"},
-    {"ffn_down.weight", "mlp.down_proj.weight"},
-};
 
 // Architectures whose GGUF converter permutes Q/K rows (llama.cpp's LlamaModel and its
 // subclasses; Mistral files are written with architecture "llama").
@@ -66,16 +47,32 @@ at::Tensor dequantize_tensor(const gguf::TensorInfo& info) {
 
 }  // namespace
 
-std::string gguf_to_hf_name(const std::string& name) {
-  if (name == "token_embd.weight") return "model.embed_tokens.weight";
-  if (name == "output_norm.weight") return "model.norm.weight";
-  if (name == "output.weight") return "lm_head.weight";
+namespace {
+// Splits "blk.N.rest" into N (as written) and rest; false for a global name.
+bool split_layer_name(const std::string& name, std::string& layer, std::string& rest) {
   static const std::regex layer_re(R"(blk\.(\d+)\.(.+))");
   std::smatch m;
-  if (!std::regex_match(name, m, layer_re)) return "";
-  for (const LayerName& n : kLayerNames)
-    if (m[2] == n.gguf) return "model.layers." + m[1].str() + "." + n.hf;
-  return "";
+  if (!std::regex_match(name, m, layer_re)) return false;
+  layer = m[1].str();
+  rest = m[2].str();
+  return true;
+}
+}  // namespace
+
+const TensorRoleInfo* gguf_tensor_role(const std::string& name) {
+  if (const TensorRoleInfo* r = find_gguf_role(name, false)) return r;
+  std::string layer, rest;
+  return split_layer_name(name, layer, rest) ? find_gguf_role(rest, true) : nullptr;
+}
+
+std::string gguf_to_hf_name(const std::string& name) {
+  const TensorRoleInfo* r = gguf_tensor_role(name);
+  if (!r) return "";
+  if (!r->per_layer) return r->hf;
+  // The layer index is carried over as written; load_gguf_model checks its range.
+  std::string layer, rest;
+  split_layer_name(name, layer, rest);
+  return std::string(kHfLayerPrefix) + layer + "." + r->hf;
 }
 
 at::Tensor unpermute_rotary_rows(const at::Tensor& w, int64_t n_head) {
@@ -125,20 +122,21 @@ ModelConfig gguf_model_config(const gguf::GgufFile& f) {
   // Llama 3.1-style files carry the scaled frequencies as a tensor rather than parameters.
   if (f.find_tensor("rope_freqs.weight"))
     fail_in(f, ErrorKind::Unsupported, "tensor 'rope_freqs.weight' (llama3 rope scaling) is not supported");
-  c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.attention_bias = f.find_tensor(gguf_name(TensorRole::AttnQBias, 0)) != nullptr;
 
-  const gguf::TensorInfo& embed = f.tensor("token_embd.weight");
+  const std::string embed_name = gguf_name(TensorRole::TokenEmbedding);
+  const gguf::TensorInfo& embed = f.tensor(embed_name);
   ICAE_CHECK(embed.ne.size() == 2 && embed.ne[0] == c.hidden_size, ErrorKind::BadInput,
-             f.path() + ": token_embd.weight has shape " + embed.shape_string() + ", expected [" +
+             f.path() + ": " + embed_name + " has shape " + embed.shape_string() + ", expected [" +
                  std::to_string(c.hidden_size) + ", vocab]");
   c.vocab_size = embed.ne[1];
   if (f.has("tokenizer.ggml.tokens")) {
     const int64_t n_tokens = static_cast<int64_t>(f.get("tokenizer.ggml.tokens").items().size());
     ICAE_CHECK(n_tokens <= c.vocab_size, ErrorKind::BadInput,
-               f.path() + ": " + std::to_string(n_tokens) + " tokens but token_embd.weight has only " +
+               f.path() + ": " + std::to_string(n_tokens) + " tokens but " + embed_name + " has only " +
                    std::to_string(c.vocab_size) + " rows");
   }
-  c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
+  c.tie_word_embeddings = f.find_tensor(gguf_name(TensorRole::Output)) == nullptr;
   if (f.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = f.get_int("tokenizer.ggml.bos_token_id");
   if (f.has("tokenizer.ggml.eos_token_id")) c.eos_token_id = f.get_int("tokenizer.ggml.eos_token_id");
   try {
@@ -185,9 +183,9 @@ LoadedWeights load_gguf_model(const gguf::GgufFile& f, at::ScalarType dtype) {
     } catch (const Error& e) {
       fail_in(f, e.kind(), e.what());
     }
-    const bool is_q = info.name.find(".attn_q.") != std::string::npos;
-    const bool is_k = info.name.find(".attn_k.") != std::string::npos;
-    if (permute && (is_q || is_k)) {
+    const RotaryRows rotary = gguf_tensor_role(info.name)->rotary;
+    const bool is_q = rotary == RotaryRows::QueryHeads;
+    if (permute && rotary != RotaryRows::None) {
       const int64_t heads = is_q ? c.num_attention_heads : c.num_key_value_heads;
       if (t.size(0) != heads * c.head_dim)
         fail_in(f, ErrorKind::Mismatch, "tensor '" + info.name + "' has " + std::to_string(t.size(0)) +

@@ -4,6 +4,7 @@
 
 #include "icae/formats/gguf.h"
 #include "icae/io/gguf_model.h"
+#include "icae/model/tensor_names.h"
 #include "icae/util/error.h"
 
 namespace icae {
@@ -21,8 +22,9 @@ std::unordered_map<std::string, QuantMatrix> load_gguf_quantized(const std::stri
     else if (info.type == gguf::TensorType::Q8_0) format = QuantFormat::Q8_0;
     else continue;
     if (info.ne.size() != 2 || info.ne[0] % kQuantBlock != 0) continue;
+    const TensorRoleInfo* role = gguf_tensor_role(info.name);
+    if (!role || role->kind == TensorKind::Norm) continue;
     const std::string hf = gguf_to_hf_name(info.name);
-    if (hf.empty() || hf.find("norm") != std::string::npos) continue;
     QuantMatrix m;
     m.format = format;
     m.cols = info.ne[0];
@@ -32,9 +34,9 @@ std::unordered_map<std::string, QuantMatrix> load_gguf_quantized(const std::stri
                path + ": tensor '" + info.name + "' has an unexpected byte size");
     // Copied out of the mapping: the file is closed when this function returns.
     m.data = at::from_blob(const_cast<uint8_t*>(info.data), {m.rows, row_bytes}, at::kByte).clone();
-    const bool is_q = info.name.find(".attn_q.") != std::string::npos;
-    const bool is_k = info.name.find(".attn_k.") != std::string::npos;
-    if (permute && (is_q || is_k)) m.data = unpermute_rotary_rows(m.data, is_q ? c.num_attention_heads : c.num_key_value_heads);  // rows = blocks
+    if (permute && role->rotary != RotaryRows::None)  // rows = blocks
+      m.data = unpermute_rotary_rows(m.data, role->rotary == RotaryRows::QueryHeads ? c.num_attention_heads
+                                                                                    : c.num_key_value_heads);
     m.prepare();
     out.emplace(hf, std::move(m));
   }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
@@ -13,7 +14,12 @@ namespace icae {
 namespace {
 constexpr const char* kProjNames[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                               "gate_proj", "up_proj", "down_proj"};
-}
+// The weight each projection adapts; names and shapes come from the tensor table.
+constexpr TensorRole kProjWeights[kNumProj] = {TensorRole::AttnQ,   TensorRole::AttnK,  TensorRole::AttnV,
+                                               TensorRole::AttnOutput, TensorRole::FfnGate, TensorRole::FfnUp,
+                                               TensorRole::FfnDown};
+TensorRole weight_role(Proj p) { return kProjWeights[static_cast<int>(p)]; }
+}  // namespace
 
 const char* proj_name(Proj p) { return kProjNames[static_cast<int>(p)]; }
 
@@ -25,23 +31,13 @@ Proj parse_proj(const std::string& name) {
 }
 
 std::string proj_module_path(Proj p) {
-  const bool attn = p == Proj::Q || p == Proj::K || p == Proj::V || p == Proj::O;
-  return std::string(attn ? "self_attn." : "mlp.") + proj_name(p);
+  const std::string hf = role_info(weight_role(p)).hf;  // "self_attn.q_proj.weight"
+  return hf.substr(0, hf.rfind('.'));
 }
 
 std::pair<int64_t, int64_t> proj_shape(const ModelConfig& c, Proj p) {
-  const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim,
-                kv = c.num_key_value_heads * c.head_dim, i = c.intermediate_size;
-  switch (p) {
-    case Proj::Q: return {q, h};
-    case Proj::K: return {kv, h};
-    case Proj::V: return {kv, h};
-    case Proj::O: return {h, q};
-    case Proj::Gate: return {i, h};
-    case Proj::Up: return {i, h};
-    case Proj::Down: return {h, i};
-  }
-  fail(ErrorKind::Internal, "unhandled projection");
+  const std::vector<int64_t> shape = tensor_shape(c, weight_role(p));
+  return {shape[0], shape[1]};
 }
 
 LoraAdapter::LoraAdapter(const ModelConfig& model, LoraConfig config, at::Device device,
@@ -90,10 +86,9 @@ void LoraAdapter::merge(const Transformer& base) {
   merged_.clear();
   const double s = scale();
   for (int64_t l = 0; l < num_layers(); ++l) {
-    const std::string prefix = "model.layers." + std::to_string(l) + ".";
     // W + s * B A in float32, then back to the model's dtype.
     auto folded = [&](Proj p) {
-      at::Tensor w = base.weight(prefix + proj_module_path(p) + ".weight");
+      at::Tensor w = base.weight(hf_name(weight_role(p), l));
       if (!targets(p)) return w;
       const LoraPair& pair = layers_[l][static_cast<int>(p)];
       return (w.to(at::kFloat) + s * at::matmul(pair.B.to(at::kFloat), pair.A.to(at::kFloat))).to(w.scalar_type());
@@ -135,8 +130,8 @@ std::vector<std::pair<std::string, at::Tensor>> LoraAdapter::named_tensors(const
     for (int p = 0; p < kNumProj; ++p) {
       const auto& pair = layers_[l][p];
       if (!pair.defined()) continue;
-      const std::string base = prefix + "base_model.model.model.layers." + std::to_string(l) + "." +
-                               proj_module_path(static_cast<Proj>(p));
+      // peft puts "base_model.model." before the module's own path.
+      const std::string base = prefix + "base_model.model." + hf_module(weight_role(static_cast<Proj>(p)), l);
       out.emplace_back(base + ".lora_A.default.weight", pair.A);
       out.emplace_back(base + ".lora_B.default.weight", pair.B);
     }

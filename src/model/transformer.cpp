@@ -11,6 +11,7 @@
 
 #include "icae/model/kv_cache.h"
 #include "icae/model/lora.h"
+#include "icae/model/tensor_names.h"
 #include "icae/util/error.h"
 #include "checkpointing.h"
 #include "rope.h"
@@ -24,28 +25,6 @@ std::string shape_str(at::IntArrayRef s) {
   o << "[";
   for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
   return o.str() + "]";
-}
-
-// The Hugging Face name table: every tensor the model expects, with its shape.
-std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const ModelConfig& c) {
-  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  const int64_t h = c.hidden_size;
-  out.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    out.push_back({p + "input_layernorm.weight", {h}});
-    out.push_back({p + "post_attention_layernorm.weight", {h}});
-    for (int i = 0; i < kNumProj; ++i) {
-      auto proj = static_cast<Proj>(i);
-      auto [o, in] = proj_shape(c, proj);
-      out.push_back({p + proj_module_path(proj) + ".weight", {o, in}});
-      if (c.attention_bias && (proj == Proj::Q || proj == Proj::K || proj == Proj::V))
-        out.push_back({p + proj_module_path(proj) + ".bias", {o}});
-    }
-  }
-  out.push_back({"model.norm.weight", {h}});
-  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, h}});
-  return out;
 }
 
 // Quantised blocks serve only inference on a few rows (decoding): prefill and training keep the
@@ -120,7 +99,7 @@ Transformer::Transformer(ModelConfig config, TensorMap weights, const ModelLoadO
     return it->second.to(options_.device, options_.dtype);
   };
   std::map<std::string, at::Tensor> t;
-  for (const auto& [name, shape] : expected_tensors(config_)) t[name] = take(name, shape);
+  for (const ModelTensor& m : model_tensors(config_)) t[m.name] = take(m.name, m.shape);
   for (const auto& [name, tensor] : weights) {
     // rotary_emb.inv_freq is a buffer some older checkpoints saved; it is recomputed here.
     if (used.count(name) || name.find("rotary_emb.inv_freq") != std::string::npos) continue;
@@ -129,64 +108,66 @@ Transformer::Transformer(ModelConfig config, TensorMap weights, const ModelLoadO
   }
   weights.clear();
 
-  embed_ = t["model.embed_tokens.weight"];
-  norm_ = t["model.norm.weight"];
-  lm_head_ = config_.tie_word_embeddings ? embed_ : t["lm_head.weight"];
+  embed_ = t[hf_name(TensorRole::TokenEmbedding)];
+  norm_ = t[hf_name(TensorRole::OutputNorm)];
+  lm_head_ = config_.tie_word_embeddings ? embed_ : t[hf_name(TensorRole::Output)];
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    // The fused matrices are their parts' rows stacked in the table's order (see fused_rows);
+    // each part is dropped once copied in.
+    auto fuse = [&](FusedGroup group) {
+      std::vector<at::Tensor> parts;
+      for (TensorRole role : fused_parts(group)) {
+        auto it = t.find(hf_name(role, l));
+        parts.push_back(std::move(it->second));
+        t.erase(it);
+      }
+      return at::cat(parts, 0);
+    };
     LayerWeights w;
-    w.input_norm = t[p + "input_layernorm.weight"];
-    w.post_norm = t[p + "post_attention_layernorm.weight"];
-    w.qkv = at::cat({t[p + "self_attn.q_proj.weight"], t[p + "self_attn.k_proj.weight"],
-                     t[p + "self_attn.v_proj.weight"]}, 0);
-    if (config_.attention_bias)
-      w.qkv_bias = at::cat({t[p + "self_attn.q_proj.bias"], t[p + "self_attn.k_proj.bias"],
-                            t[p + "self_attn.v_proj.bias"]}, 0);
-    w.o = t[p + "self_attn.o_proj.weight"];
-    w.gate_up = at::cat({t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"]}, 0);
-    w.down = t[p + "mlp.down_proj.weight"];
-    for (const char* n : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"}) {
-      t.erase(p + n + ".weight");
-      t.erase(p + n + ".bias");
-    }
+    w.input_norm = t[hf_name(TensorRole::AttnNorm, l)];
+    w.post_norm = t[hf_name(TensorRole::FfnNorm, l)];
+    w.qkv = fuse(FusedGroup::Qkv);
+    if (config_.attention_bias) w.qkv_bias = fuse(FusedGroup::QkvBias);
+    w.o = t[hf_name(TensorRole::AttnOutput, l)];
+    w.gate_up = fuse(FusedGroup::GateUp);
+    w.down = t[hf_name(TensorRole::FfnDown, l)];
     layers_.push_back(std::move(w));
   }
   inv_freq_ = rope::inverse_frequencies(config_, options_.device);
 }
 
 at::Tensor Transformer::weight(const std::string& name) const {
-  if (name == "model.embed_tokens.weight") return embed_;
-  if (name == "model.norm.weight") return norm_;
-  if (name == "lm_head.weight") return lm_head_;
-  const std::string prefix = "model.layers.";
+  if (const TensorRoleInfo* r = find_hf_role(name, false)) {
+    if (r->role == TensorRole::TokenEmbedding) return embed_;
+    if (r->role == TensorRole::OutputNorm) return norm_;
+    if (r->role == TensorRole::Output) return lm_head_;
+  }
+  const std::string prefix(kHfLayerPrefix);
   if (name.compare(0, prefix.size(), prefix) == 0) {
     size_t dot = name.find('.', prefix.size());
     int64_t l = std::stoll(name.substr(prefix.size(), dot - prefix.size()));
     ICAE_CHECK(l >= 0 && l < config_.num_hidden_layers, ErrorKind::Usage, "no layer in '" + name + "'");
-    const std::string rest = name.substr(dot + 1);
     const auto& w = layers_[l];
-    const int64_t q = config_.num_attention_heads * config_.head_dim;
-    const int64_t kv = config_.num_key_value_heads * config_.head_dim;
-    const int64_t i = config_.intermediate_size;
-    if (rest == "input_layernorm.weight") return w.input_norm;
-    if (rest == "post_attention_layernorm.weight") return w.post_norm;
-    if (rest == "self_attn.q_proj.weight") return w.qkv.narrow(0, 0, q);
-    if (rest == "self_attn.k_proj.weight") return w.qkv.narrow(0, q, kv);
-    if (rest == "self_attn.v_proj.weight") return w.qkv.narrow(0, q + kv, kv);
-    if (rest == "self_attn.q_proj.bias" && w.qkv_bias.defined()) return w.qkv_bias.narrow(0, 0, q);
-    if (rest == "self_attn.k_proj.bias" && w.qkv_bias.defined()) return w.qkv_bias.narrow(0, q, kv);
-    if (rest == "self_attn.v_proj.bias" && w.qkv_bias.defined()) return w.qkv_bias.narrow(0, q + kv, kv);
-    if (rest == "self_attn.o_proj.weight") return w.o;
-    if (rest == "mlp.gate_proj.weight") return w.gate_up.narrow(0, 0, i);
-    if (rest == "mlp.up_proj.weight") return w.gate_up.narrow(0, i, i);
-    if (rest == "mlp.down_proj.weight") return w.down;
+    const TensorRoleInfo* r = find_hf_role(name.substr(dot + 1), true);
+    if (r && r->fused != FusedGroup::None) {
+      const at::Tensor& fused = r->fused == FusedGroup::Qkv ? w.qkv : r->fused == FusedGroup::QkvBias ? w.qkv_bias : w.gate_up;
+      if (fused.defined()) {
+        const RowBlock block = fused_rows(config_, r->role);
+        return fused.narrow(0, block.offset, block.rows);
+      }
+    } else if (r) {
+      if (r->role == TensorRole::AttnNorm) return w.input_norm;
+      if (r->role == TensorRole::FfnNorm) return w.post_norm;
+      if (r->role == TensorRole::AttnOutput) return w.o;
+      if (r->role == TensorRole::FfnDown) return w.down;
+    }
   }
   fail(ErrorKind::Usage, "no weight named '" + name + "'");
 }
 
 std::vector<std::string> Transformer::weight_names() const {
   std::vector<std::string> out;
-  for (const auto& [name, shape] : expected_tensors(config_)) out.push_back(name);
+  for (const ModelTensor& m : model_tensors(config_)) out.push_back(m.name);
   return out;
 }
 
@@ -240,15 +221,19 @@ void Transformer::attach_quantized(const std::unordered_map<std::string, QuantMa
   };
   quant_layers_.clear();
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto names = [&](FusedGroup group) {
+      std::vector<std::string> out;
+      for (TensorRole role : fused_parts(group)) out.push_back(hf_name(role, l));
+      return out;
+    };
     QuantLayer ql;
-    ql.qkv = fused({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
-    ql.o = fused({p + "self_attn.o_proj.weight"});
-    ql.gate_up = fused({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
-    ql.down = fused({p + "mlp.down_proj.weight"});
+    ql.qkv = fused(names(FusedGroup::Qkv));
+    ql.o = fused({hf_name(TensorRole::AttnOutput, l)});
+    ql.gate_up = fused(names(FusedGroup::GateUp));
+    ql.down = fused({hf_name(TensorRole::FfnDown, l)});
     quant_layers_.push_back(std::move(ql));
   }
-  quant_lm_head_ = fused({config_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"});
+  quant_lm_head_ = fused({hf_name(config_.tie_word_embeddings ? TensorRole::TokenEmbedding : TensorRole::Output)});
 }
 
 // What every layer of one forward call shares, held by value: activation checkpointing reruns a

@@ -12,6 +12,7 @@
 #include "icae/api.h"
 #include "icae/infer/decode_batch.h"
 #include "icae/infer/session.h"
+#include "icae/io/model_loader.h"
 #include "icae/model/kv_cache.h"
 #include "golden_fixture.h"
 #include "test_paths.h"
@@ -33,7 +34,7 @@ Golden load_golden(const std::string& name) {
   Golden g;
   g.text = std::make_shared<TextModel>();
   g.text->path = dir + "/base";
-  g.text->model = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  g.text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
   AdapterLoadOptions o;
   o.lora_alpha = 32;
   o.compression_rate = 4;
@@ -94,14 +95,14 @@ TEST(DecodeRows, QuantisedRowsOfDifferentLengthsEqualThemAloneBitwise) {
   if (!std::filesystem::exists(kSmolLM2)) GTEST_SKIP() << "run scripts/fetch-model first";
   ModelLoadOptions o;
   o.quantized_decode = ModelLoadOptions::QuantDecode::On;  // also where Auto would keep it dense
-  Transformer m = Transformer::load(kSmolLM2, o);
+  Transformer m = load_transformer(kSmolLM2, o);
   ASSERT_TRUE(m.has_quantized());
   expect_rows_equal_alone(m, /*bitwise=*/true);
 }
 
 TEST(DecodeRows, DenseRowsOfDifferentLengthsEqualThemAlone) {
   const std::string dir = test::golden_dir("tiny-llama");
-  Transformer m = Transformer::load(dir + "/base", {});
+  Transformer m = load_transformer(dir + "/base", {});
   ASSERT_FALSE(m.has_quantized());
   expect_rows_equal_alone(m, /*bitwise=*/false);
 }

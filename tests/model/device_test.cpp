@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/util/device.h"
 #include "test_paths.h"
 

@@ -16,6 +16,7 @@
 #include "icae/eval/icae_eval.h"
 #include "icae/eval/text_metrics.h"
 #include "icae/infer/session.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
 #include "test_paths.h"
@@ -87,7 +88,7 @@ Tiny load_tiny() {
   Tiny t;
   t.text = std::make_shared<TextModel>();
   t.text->path = dir + "/base";
-  t.text->model = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  t.text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
   AdapterLoadOptions o;
   o.lora_alpha = 32;
   t.adapter = std::make_shared<LoadedAdapter>(load_adapter(dir + "/icae.safetensors", t.text->model, o));

@@ -10,6 +10,7 @@
 #include "../text/gguf_test_writer.h"
 #include "icae/formats/gguf.h"
 #include "icae/io/gguf_model.h"
+#include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
@@ -91,6 +92,31 @@ TEST(GgufModel, NamesMapToHuggingFace) {
   EXPECT_EQ(icae::gguf_to_hf_name("output.weight"), "lm_head.weight");
   EXPECT_EQ(icae::gguf_to_hf_name("blk.0.attn_qkv.weight"), "");
   EXPECT_EQ(icae::gguf_to_hf_name("rope_freqs.weight"), "");
+}
+
+// The tensor table: both names of every role agree, a config picks its tensors in the models'
+// own order, and the fused row blocks tile their matrix.
+TEST(TensorTable, NamesShapesAndFusedRows) {
+  using icae::TensorRole;
+  for (const icae::TensorRoleInfo& r : icae::tensor_roles())
+    EXPECT_EQ(icae::gguf_to_hf_name(icae::gguf_name(r.role, 3)), icae::hf_name(r.role, 3));
+  icae::ModelConfig c;
+  c.vocab_size = V, c.hidden_size = H, c.intermediate_size = I, c.num_hidden_layers = 2;
+  c.num_attention_heads = NH, c.num_key_value_heads = NKV, c.head_dim = D, c.attention_bias = true;
+  std::vector<icae::ModelTensor> all = icae::model_tensors(c);
+  ASSERT_EQ(all.size(), 1u + 2 * 12 + 2);
+  EXPECT_EQ(all[0].name, "model.embed_tokens.weight");
+  EXPECT_EQ(all[1].name, "model.layers.0.input_layernorm.weight");
+  EXPECT_EQ(all[4].name, "model.layers.0.self_attn.q_proj.bias");
+  EXPECT_EQ(all[25].name, "model.norm.weight");
+  EXPECT_EQ(all[26].shape, (std::vector<int64_t>{V, H}));
+  EXPECT_EQ(icae::tensor_shape(c, TensorRole::AttnOutput), (std::vector<int64_t>{H, NH * D}));
+  EXPECT_EQ(icae::fused_rows(c, TensorRole::AttnK).offset, NH * D);
+  EXPECT_EQ(icae::fused_rows(c, TensorRole::AttnV).offset, NH * D + NKV * D);
+  EXPECT_EQ(icae::fused_rows(c, TensorRole::FfnUp).offset, I);
+  EXPECT_EQ(icae::hf_module(TensorRole::FfnGate, 1), "model.layers.1.mlp.gate_proj");
+  c.attention_bias = false, c.tie_word_embeddings = true;
+  EXPECT_EQ(icae::model_tensors(c).size(), 1u + 2 * 9 + 1);
 }
 
 TEST(GgufModel, UnpermuteInvertsTheConverter) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "icae/core/checkpoint.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "test_paths.h"
 
@@ -27,7 +28,7 @@ struct GoldenFixture {
 inline GoldenFixture load_golden_fixture(const std::string& name) {
   const std::string dir = golden_dir(name);
   GoldenFixture f;
-  f.base = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  f.base = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
   AdapterLoadOptions o;
   o.lora_alpha = 32;  // the released layout stores no alpha
   f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;

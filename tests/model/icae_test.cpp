@@ -4,9 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "icae/core/checkpoint.h"
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/train/step.h"
 #include "icae/util/error.h"
@@ -142,8 +143,8 @@ TEST_P(IcaeGolden, AdapterFileRoundTripsAndRefusesAnotherBase) {
 INSTANTIATE_TEST_SUITE_P(Golden, IcaeGolden, ::testing::Values("tiny-llama", "tiny-mistral"));
 
 TEST(IcaeAdapter, ReleasedLayoutThatDoesNotFitTheBaseIsAClearError) {
-  auto llama = std::make_shared<Transformer>(Transformer::load(test::golden_dir("tiny-llama") + "/base", {}));
-  auto mistral = std::make_shared<Transformer>(Transformer::load(test::golden_dir("tiny-mistral") + "/base", {}));
+  auto llama = std::make_shared<Transformer>(load_transformer(test::golden_dir("tiny-llama") + "/base", {}));
+  auto mistral = std::make_shared<Transformer>(load_transformer(test::golden_dir("tiny-mistral") + "/base", {}));
   auto expect_error = [](const std::string& path, std::shared_ptr<Transformer> base, const std::string& needle) {
     try {
       load_adapter(path, base);
@@ -212,7 +213,7 @@ TEST(IcaeLora, MergedAdapterGivesTheSameSlots) {
 }
 
 TEST(IcaeLora, AllTargetModulesTrainAndLeaveTheDecoderAlone) {
-  auto base = std::make_shared<Transformer>(Transformer::load(test::golden_dir("tiny-llama") + "/base", {}));
+  auto base = std::make_shared<Transformer>(load_transformer(test::golden_dir("tiny-llama") + "/base", {}));
   IcaeConfig c;
   c.mem_size = 8;
   c.lora.r = 4;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "icae/core/checkpoint.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/model/config.h"
 #include "icae/model/transformer.h"
@@ -116,8 +117,8 @@ TEST(StrictLoading, ShardedCheckpointLoadsLikeOneFile) {
   save_safetensors((dir / "model-00001-of-00002.safetensors").string(), a);
   save_safetensors((dir / "model-00002-of-00002.safetensors").string(), b);
   std::ofstream(dir / "model.safetensors.index.json") << index.dump();
-  Transformer sharded = Transformer::load(dir.string(), {});
-  Transformer single = Transformer::load(test::golden_dir("tiny-llama") + "/base", {});
+  Transformer sharded = load_transformer(dir.string(), {});
+  Transformer single = load_transformer(test::golden_dir("tiny-llama") + "/base", {});
   at::Tensor ids = at::arange(1, 20, at::kLong).unsqueeze(0);
   at::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(sharded.forward({ids}).logits, single.forward({ids}).logits));
@@ -125,9 +126,9 @@ TEST(StrictLoading, ShardedCheckpointLoadsLikeOneFile) {
 }
 
 TEST(StrictLoading, FingerprintIgnoresDtypeButNotWeights) {
-  Transformer f32 = Transformer::load(test::golden_dir("tiny-llama") + "/base", {});
-  Transformer bf16 = Transformer::load(test::golden_dir("tiny-llama") + "/base", {at::kCPU, at::kBFloat16});
-  Transformer other = Transformer::load(test::golden_dir("tiny-mistral") + "/base", {});
+  Transformer f32 = load_transformer(test::golden_dir("tiny-llama") + "/base", {});
+  Transformer bf16 = load_transformer(test::golden_dir("tiny-llama") + "/base", {at::kCPU, at::kBFloat16});
+  Transformer other = load_transformer(test::golden_dir("tiny-mistral") + "/base", {});
   EXPECT_EQ(f32.fingerprint(), bf16.fingerprint());
   EXPECT_NE(f32.fingerprint(), other.fingerprint());
 }
@@ -139,7 +140,7 @@ TEST(Adapter, ReleasedFileWithBaseModelTensorsReportsThem) {
   items.emplace_back("icae.base_model.model.model.embed_tokens.weight", at::zeros({512, 64}));
   const std::string path = ::testing::TempDir() + "icae_released_extra.safetensors";
   save_safetensors(path, items);
-  auto base = std::make_shared<Transformer>(Transformer::load(test::golden_dir("tiny-llama") + "/base", {}));
+  auto base = std::make_shared<Transformer>(load_transformer(test::golden_dir("tiny-llama") + "/base", {}));
   LoadedAdapter a = load_adapter(path, base);
   EXPECT_TRUE(a.released_layout);
   ASSERT_EQ(a.ignored_keys.size(), 1u);

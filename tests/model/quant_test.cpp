@@ -4,7 +4,8 @@
 
 #include <filesystem>
 
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
+#include "icae/io/model_loader.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/quant_matrix.h"
 #include "icae/model/transformer.h"
@@ -64,8 +65,8 @@ TEST(QuantDecode, SmolLM2DecodesLikeTheDenseModel) {
   dense_opts.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   ModelLoadOptions quant_opts;
   quant_opts.quantized_decode = ModelLoadOptions::QuantDecode::On;
-  Transformer quant = Transformer::load(path, quant_opts);
-  Transformer dense = Transformer::load(path, dense_opts);
+  Transformer quant = load_transformer(path, quant_opts);
+  Transformer dense = load_transformer(path, dense_opts);
   ASSERT_TRUE(quant.has_quantized());
   ASSERT_FALSE(dense.has_quantized());
   at::NoGradGuard no_grad;
@@ -94,7 +95,7 @@ TEST(QuantDecode, FusedBf16DecodingStaysCloseToFloat32) {
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "run scripts/fetch-model first";
   ModelLoadOptions bf16_opts{at::kCPU, at::kBFloat16}, f32_opts;
   f32_opts.quantized_decode = ModelLoadOptions::QuantDecode::Off;
-  Transformer fast = Transformer::load(path, bf16_opts), ref = Transformer::load(path, f32_opts);
+  Transformer fast = load_transformer(path, bf16_opts), ref = load_transformer(path, f32_opts);
   at::NoGradGuard no_grad;
   KVCache cf(fast.config(), {1, 16, at::kCPU, at::kBFloat16}), cr(ref.config(), {1, 16, at::kCPU, at::kFloat});
   ForwardOptions of, orf;

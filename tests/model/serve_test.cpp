@@ -25,6 +25,7 @@
 #include "icae/api.h"
 #include "icae/core/checkpoint.h"
 #include "icae/core/icae.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/server/server.h"
 #include "test_paths.h"
@@ -45,7 +46,7 @@ LoadedModel tiny_llama() {
   LoadedModel m;
   auto text = std::make_shared<TextModel>();
   text->path = dir + "/base";
-  text->model = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
   AdapterLoadOptions o;
   o.lora_alpha = 32;
   o.compression_rate = 4;
@@ -376,7 +377,7 @@ TEST(Serve, TextRequestsEqualADirectSessionAndStreamTheSameText) {
   const std::string dir = test::make_tiny_text_model("icae_serve_text_" + std::to_string(::getpid()));
   const std::string adapter = dir + "/adapter.safetensors";
   {
-    auto base = std::make_shared<Transformer>(Transformer::load(dir, {}));
+    auto base = std::make_shared<Transformer>(load_transformer(dir, {}));
     IcaeConfig ic;
     ic.mem_size = 4;
     ic.lora.r = 4;
@@ -613,7 +614,7 @@ TEST(Serve, SigtermFinishesTheRequestInFlightThenExitsZero) {
   const std::string dir = test::make_tiny_text_model("icae_serve_sigterm_" + std::to_string(::getpid()));
   const std::string adapter = dir + "/adapter.safetensors";
   {
-    auto base = std::make_shared<Transformer>(Transformer::load(dir, {}));
+    auto base = std::make_shared<Transformer>(load_transformer(dir, {}));
     IcaeConfig ic;
     ic.mem_size = 4;
     ic.lora.r = 4;

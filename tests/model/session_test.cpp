@@ -6,11 +6,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/infer/fingerprint.h"
 #include "icae/infer/session.h"
 #include "icae/infer/slot_export.h"
 #include "icae/infer/slot_file.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
 #include "golden_fixture.h"
@@ -34,7 +35,7 @@ Golden load_golden(const std::string& name) {
   Golden g;
   g.text = std::make_shared<TextModel>();
   g.text->path = dir + "/base";
-  g.text->model = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  g.text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
   AdapterLoadOptions o;
   o.lora_alpha = 32;
   o.compression_rate = 4;
@@ -206,7 +207,7 @@ INSTANTIATE_TEST_SUITE_P(Golden, SessionGolden, ::testing::Values("tiny-llama", 
 TEST(Session, WithoutAdapterGeneratesButRefusesSlots) {
   auto text = std::make_shared<TextModel>();
   text->path = "tiny-llama";
-  text->model = std::make_shared<Transformer>(Transformer::load(test::golden_dir("tiny-llama") + "/base", {}));
+  text->model = std::make_shared<Transformer>(load_transformer(test::golden_dir("tiny-llama") + "/base", {}));
   SessionOptions so;
   so.max_new_tokens = 5;
   Session s(text, nullptr, so);

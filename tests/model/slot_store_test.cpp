@@ -9,6 +9,7 @@
 
 #include "icae/core/checkpoint.h"
 #include "icae/core/icae.h"
+#include "icae/io/model_loader.h"
 #include "icae/model/transformer.h"
 #include "icae/server/slot_store.h"
 #include "test_paths.h"
@@ -24,7 +25,7 @@ struct TinyAdapter {
 
 TinyAdapter tiny() {
   const std::string dir = test::golden_dir("tiny-llama");
-  auto base = std::make_shared<Transformer>(Transformer::load(dir + "/base", {}));
+  auto base = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
   AdapterLoadOptions o;
   o.lora_alpha = 32;
   o.compression_rate = 4;

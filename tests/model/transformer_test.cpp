@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "icae/formats/safetensors.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
@@ -21,7 +22,7 @@ class GoldenModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenModel, BaseLogitsMatchHuggingFace) {
   const std::string dir = test::golden_dir(GetParam());
-  Transformer model = Transformer::load(dir + "/base", {});
+  Transformer model = load_transformer(dir + "/base", {});
   TensorMap golden = load_safetensors(dir + "/golden.safetensors");
   at::Tensor ids = golden.at("base_input_ids").to(at::kLong);
   at::NoGradGuard no_grad;
@@ -31,7 +32,7 @@ TEST_P(GoldenModel, BaseLogitsMatchHuggingFace) {
 
 TEST_P(GoldenModel, KVCacheEqualsRecomputation) {
   const std::string dir = test::golden_dir(GetParam());
-  Transformer model = Transformer::load(dir + "/base", {});
+  Transformer model = load_transformer(dir + "/base", {});
   at::NoGradGuard no_grad;
   at::Tensor ids = load_safetensors(dir + "/golden.safetensors").at("base_input_ids").to(at::kLong);
   const int64_t n = ids.size(1), prefix = 17;
@@ -53,7 +54,7 @@ TEST_P(GoldenModel, KVCacheEqualsRecomputation) {
 
 TEST_P(GoldenModel, LeftAndRightPaddingGiveTheUnpaddedLogits) {
   const std::string dir = test::golden_dir(GetParam());
-  Transformer model = Transformer::load(dir + "/base", {});
+  Transformer model = load_transformer(dir + "/base", {});
   at::NoGradGuard no_grad;
   at::Tensor ids = load_safetensors(dir + "/golden.safetensors").at("base_input_ids").to(at::kLong);
   at::Tensor a = ids.narrow(1, 0, 30), b = ids.narrow(1, 10, 22);
@@ -77,7 +78,7 @@ TEST_P(GoldenModel, LeftAndRightPaddingGiveTheUnpaddedLogits) {
 
 TEST_P(GoldenModel, InputsEmbedsEqualInputIds) {
   const std::string dir = test::golden_dir(GetParam());
-  Transformer model = Transformer::load(dir + "/base", {});
+  Transformer model = load_transformer(dir + "/base", {});
   at::NoGradGuard no_grad;
   at::Tensor ids = load_safetensors(dir + "/golden.safetensors").at("base_input_ids").to(at::kLong);
   ForwardInput by_embeds;

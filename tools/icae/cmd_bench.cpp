@@ -16,6 +16,7 @@
 #include "icae/eval/latency_bench.h"
 #include "icae/eval/model_shapes.h"
 #include "icae/infer/session.h"
+#include "icae/io/model_loader.h"
 
 namespace {
 
@@ -53,7 +54,7 @@ void run_bench(const BenchArgs& a) {
   if (!a.model.empty()) {
     // The weights only: the benchmark feeds token ids, so no tokenizer is needed.
     text->path = a.model;
-    text->model = std::make_shared<Transformer>(Transformer::load(a.model, lo));
+    text->model = std::make_shared<Transformer>(load_transformer(a.model, lo));
   } else {
     text->path = a.shape + " (random weights)";
     ModelConfig cfg = eval::shape_config(a.shape);

@@ -3,7 +3,7 @@
 
 #include "command.h"
 #include "common.h"
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 #include "icae/util/error.h"
 
 namespace {

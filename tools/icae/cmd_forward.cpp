@@ -8,6 +8,7 @@
 #include "command.h"
 #include "common.h"
 #include "usage.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/model/transformer.h"
 
@@ -22,7 +23,7 @@ struct ForwardArgs {
 void run_forward(const ForwardArgs& a) {
   using namespace icae;
   const ModelLoadOptions load = cli::resolve(a.run);
-  Transformer model = Transformer::load(a.model, load);
+  Transformer model = load_transformer(a.model, load);
   std::vector<int64_t> ids = cli::parse_id_list(a.ids);
   at::NoGradGuard no_grad;
   at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);

@@ -12,7 +12,7 @@
 #include "common.h"
 #include "usage.h"
 #include "icae/core/checkpoint.h"
-#include "icae/core/objectives.h"
+#include "icae/core/prompt_layout.h"
 #include "icae/infer/generate.h"
 #include "icae/infer/session.h"
 #include "icae/infer/slot_export.h"

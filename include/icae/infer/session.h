@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "icae/core/checkpoint.h"
-#include "icae/core/objectives.h"
+#include "icae/core/prompt_layout.h"
 #include "icae/infer/generate.h"
 #include "icae/infer/text_model.h"
 

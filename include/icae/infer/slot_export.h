@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "icae/core/objectives.h"
+#include "icae/core/prompt_layout.h"
 
 namespace icae {
 

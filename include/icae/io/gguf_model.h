@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "icae/model/config.h"
+#include "icae/model/tensor_names.h"
 
 namespace icae {
 
@@ -37,6 +38,9 @@ LoadedWeights load_gguf_model(const gguf::GgufFile& file, at::ScalarType dtype);
 // GGUF -> Hugging Face name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight");
 // empty when the name is not a model weight this mapping knows.
 std::string gguf_to_hf_name(const std::string& gguf_name);
+
+// The table entry of a GGUF tensor name (icae/model/tensor_names.h); nullptr when unknown.
+const TensorRoleInfo* gguf_tensor_role(const std::string& gguf_name);
 
 // Inverse of llama.cpp's converter permutation of a [n_head * head_dim, in] Q or K weight.
 at::Tensor unpermute_rotary_rows(const at::Tensor& w, int64_t n_head);

@@ -12,10 +12,9 @@
 #include <vector>
 
 #include "icae/formats/safetensors.h"
+#include "icae/util/tensor_map.h"
 
 namespace icae {
-
-using TensorMap = std::unordered_map<std::string, at::Tensor>;
 
 struct TensorLoadOptions {
   // Floating-point tensors are converted to this dtype; integer tensors keep theirs.

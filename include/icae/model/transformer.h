@@ -8,11 +8,12 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-#include "icae/io/tensor_io.h"
 #include "icae/model/config.h"
 #include "icae/model/quant_matrix.h"
+#include "icae/util/tensor_map.h"
 
 namespace icae {
 
@@ -74,11 +75,9 @@ struct ForwardOutput {
 class Transformer {
  public:
   // Takes weights under Hugging Face names and checks them strictly: a missing tensor, a wrong
-  // shape or an unknown name is an error naming the tensor and both shapes.
+  // shape or an unknown name is an error naming the tensor and both shapes. From disk:
+  // load_transformer (icae/io/model_loader.h).
   Transformer(ModelConfig config, TensorMap weights, const ModelLoadOptions& options);
-
-  // A Hugging Face folder (config.json + safetensors, sharded or not) or a .gguf file.
-  static Transformer load(const std::string& path, const ModelLoadOptions& options);
 
   const ModelConfig& config() const { return config_; }
   at::Device device() const { return options_.device; }

@@ -1,12 +1,14 @@
-// Transformer::load: from a Hugging Face folder (config.json + safetensors) or a GGUF file.
+// load_transformer: from a Hugging Face folder (config.json + safetensors) or a GGUF file.
+#include "icae/io/model_loader.h"
+
 #include <ATen/ATen.h>
 
 #include <filesystem>
 
 #include "icae/io/gguf_model.h"
 #include "icae/io/gguf_quant.h"
+#include "icae/io/tensor_io.h"
 #include "icae/model/quant_matrix.h"
-#include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
 namespace icae {
@@ -27,7 +29,7 @@ bool use_quantized_decode(const ModelLoadOptions& o) {
 
 }  // namespace
 
-Transformer Transformer::load(const std::string& path, const ModelLoadOptions& options) {
+Transformer load_transformer(const std::string& path, const ModelLoadOptions& options) {
   ICAE_CHECK(fs::exists(path), ErrorKind::Io, path + ": no such file or folder");
   if (fs::is_directory(path)) {
     ModelConfig config = ModelConfig::from_file((fs::path(path) / "config.json").string());

@@ -1,4 +1,4 @@
-#include "icae/core/golden_check.h"
+#include "icae/eval/golden_check.h"
 
 #include <ATen/ATen.h>
 
@@ -7,6 +7,7 @@
 
 #include "icae/core/checkpoint.h"
 #include "icae/infer/generate.h"
+#include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
 
@@ -52,7 +53,7 @@ GoldenReport check_golden(const std::string& dir, const GoldenCheckOptions& opti
   };
 
   ModelLoadOptions lopts{options.device, options.dtype};
-  auto base = std::make_shared<Transformer>(Transformer::load(dir + "/base", lopts));
+  auto base = std::make_shared<Transformer>(load_transformer(dir + "/base", lopts));
   TensorMap golden = load_safetensors(dir + "/golden.safetensors");
   auto g = [&](const std::string& name) -> at::Tensor {
     auto it = golden.find(name);
