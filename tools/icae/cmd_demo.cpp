@@ -109,20 +109,12 @@ void show_passage(Session& s, const std::string& text, const std::vector<std::st
   }
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void run_demo(const DemoArgs& a) {
   ICAE_CHECK(!a.file.empty() || !a.passages_data.empty(), ErrorKind::Usage,
              "give passages: --passages-data FILE.jsonl (held-out text) or --file TEXT");
   std::vector<std::string> texts;
   if (!a.file.empty()) {
-    texts.push_back(read_file(a.file));
+    texts.push_back(cli::read_text_file(a.file));
   } else {
     for (const auto& x : eval::read_eval_data(a.passages_data, eval::EvalDataKind::Text)) {
       if (static_cast<int64_t>(texts.size()) >= a.passages) break;

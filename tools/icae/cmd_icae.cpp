@@ -35,14 +35,6 @@ struct IcaeArgs {
   cli::RunOptions run;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The shared weights (as a server would hold them) and a session over them.
 struct Loaded {
   std::shared_ptr<const TextModel> text_ptr;
@@ -73,7 +65,7 @@ std::unique_ptr<Loaded> open_session(const IcaeArgs& a) {
 std::vector<int64_t> context_tokens(const IcaeArgs& a, const Loaded& s) {
   if (!a.context_ids.empty()) return cli::parse_id_list(a.context_ids);
   ICAE_CHECK(!a.context_file.empty(), ErrorKind::Usage, "give the context: --context FILE or --context-ids 1,2,3");
-  auto ids = encode_plain(*s.text.tokenizer, read_file(a.context_file));
+  auto ids = encode_plain(*s.text.tokenizer, cli::read_text_file(a.context_file));
   ICAE_CHECK(!ids.empty(), ErrorKind::BadInput, a.context_file + ": empty context");
   return ids;
 }
@@ -120,7 +112,7 @@ void run_compress(const IcaeArgs& a) {
                             : a.format == "vllm"      ? ".prefix.safetensors"
                                                       : ".prefix.f32";
     for (const auto& f : a.context_files) {
-      contexts.push_back(encode_plain(*s.text.tokenizer, read_file(f)));
+      contexts.push_back(encode_plain(*s.text.tokenizer, cli::read_text_file(f)));
       ICAE_CHECK(!contexts.back().empty(), ErrorKind::BadInput, f + ": empty context");
       outs.push_back((std::filesystem::path(a.out) / std::filesystem::path(f).filename()).string() + ext);
     }

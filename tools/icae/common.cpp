@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "icae/util/error.h"
@@ -33,6 +35,14 @@ ModelLoadOptions resolve(const RunOptions& o) {
   m.dtype = parse_dtype(o.dtype);
   if (o.dense_decode) m.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   return m;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::vector<int64_t> parse_id_list(const std::string& text) {

@@ -19,6 +19,9 @@ void add_run_options(CLI::App* cmd, RunOptions& options);
 // asked for but absent.
 ModelLoadOptions resolve(const RunOptions& options);
 
+// The whole file (a context, a prompt); throws icae::Error(Io) naming it when it cannot be read.
+std::string read_text_file(const std::string& path);
+
 // "1,5,9" -> {1, 5, 9}; throws icae::Error(Usage) naming the bad element.
 std::vector<int64_t> parse_id_list(const std::string& text);
 
