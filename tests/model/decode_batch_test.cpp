@@ -23,25 +23,8 @@ namespace {
 
 using test::to_ids;
 
-struct Golden {
-  std::shared_ptr<TextModel> text;
-  std::shared_ptr<LoadedAdapter> adapter;
-  TensorMap golden;
-};
-
-Golden load_golden(const std::string& name) {
-  const std::string dir = test::golden_dir(name);
-  Golden g;
-  g.text = std::make_shared<TextModel>();
-  g.text->path = dir + "/base";
-  g.text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
-  AdapterLoadOptions o;
-  o.lora_alpha = 32;
-  o.compression_rate = 4;
-  g.adapter = std::make_shared<LoadedAdapter>(load_adapter(dir + "/icae.safetensors", g.text->model, o));
-  g.golden = load_safetensors(dir + "/golden.safetensors");
-  return g;
-}
+using Golden = test::GoldenSession;
+const auto load_golden = test::load_golden_session;
 
 const std::string kSmolLM2 = std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 

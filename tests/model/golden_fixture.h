@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "icae/core/checkpoint.h"
+#include "icae/infer/text_model.h"
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "test_paths.h"
@@ -34,6 +35,28 @@ inline GoldenFixture load_golden_fixture(const std::string& name) {
   f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;
   f.golden = load_safetensors(dir + "/golden.safetensors");
   return f;
+}
+
+// The same as an inference session takes it: the tiny golden models have no tokenizer, so a
+// TextModel of weights alone (ids in and out) and the adapter at its released compression rate.
+struct GoldenSession {
+  std::shared_ptr<TextModel> text;
+  std::shared_ptr<LoadedAdapter> adapter;
+  TensorMap golden;
+};
+
+inline GoldenSession load_golden_session(const std::string& name) {
+  const std::string dir = golden_dir(name);
+  GoldenSession g;
+  g.text = std::make_shared<TextModel>();
+  g.text->path = dir + "/base";
+  g.text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
+  AdapterLoadOptions o;
+  o.lora_alpha = 32;
+  o.compression_rate = 4;
+  g.adapter = std::make_shared<LoadedAdapter>(load_adapter(dir + "/icae.safetensors", g.text->model, o));
+  g.golden = load_safetensors(dir + "/golden.safetensors");
+  return g;
 }
 
 }  // namespace icae::test

@@ -28,6 +28,7 @@
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/server/server.h"
+#include "golden_fixture.h"
 #include "test_paths.h"
 #include "tiny_text_model.h"
 
@@ -36,23 +37,37 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<int64_t> to_ids(const at::Tensor& t) {
-  at::Tensor c = t.reshape({-1}).to(at::kLong).contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
+using test::to_ids;
 
 LoadedModel tiny_llama() {
-  const std::string dir = test::golden_dir("tiny-llama");
+  test::GoldenSession g = test::load_golden_session("tiny-llama");
   LoadedModel m;
-  auto text = std::make_shared<TextModel>();
-  text->path = dir + "/base";
-  text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
-  AdapterLoadOptions o;
-  o.lora_alpha = 32;
-  o.compression_rate = 4;
-  m.adapter = std::make_shared<LoadedAdapter>(load_adapter(dir + "/icae.safetensors", text->model, o));
-  m.text = text;
+  m.text = g.text;
+  m.adapter = g.adapter;
   return m;
+}
+
+// The events of a server-sent-event body: each "data: {...}" line parsed; `done` tells whether
+// the stream ended with "data: [DONE]".
+struct SseStream {
+  std::vector<json> events;
+  bool done = false;
+};
+
+SseStream parse_sse(const std::string& body) {
+  SseStream out;
+  std::istringstream lines(body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    const std::string data = line.substr(6);
+    if (data == "[DONE]") {
+      out.done = true;
+      break;
+    }
+    out.events.push_back(json::parse(data));
+  }
+  return out;
 }
 
 std::vector<int64_t> golden_context() {
@@ -141,14 +156,7 @@ struct RawClient {
     return true;
   }
   // The events of a server-sent stream read so far, parsed.
-  std::vector<json> events() const {
-    std::vector<json> out;
-    std::istringstream lines(got);
-    std::string line;
-    while (std::getline(lines, line))
-      if (line.rfind("data: {", 0) == 0) out.push_back(json::parse(line.substr(6)));
-    return out;
-  }
+  std::vector<json> events() const { return parse_sse(got).events; }
 };
 
 // A value from GET /metrics (the line that starts with `name `), or -1.
@@ -352,13 +360,8 @@ TEST(Serve, AStreamDeliversTheSameTokens) {
   std::vector<int64_t> ids;
   std::string text;
   json final;
-  std::istringstream lines(r->body);
-  std::string line, last;
-  while (std::getline(lines, line)) {
-    if (line.rfind("data: ", 0) != 0) continue;
-    last = line.substr(6);
-    if (last == "[DONE]") break;
-    json e = json::parse(last);
+  const SseStream sse = parse_sse(r->body);
+  for (const json& e : sse.events) {
     if (e.contains("done")) {
       final = e;
     } else {
@@ -366,7 +369,7 @@ TEST(Serve, AStreamDeliversTheSameTokens) {
       text += e.at("text").get<std::string>();
     }
   }
-  EXPECT_EQ(last, "[DONE]");
+  EXPECT_TRUE(sse.done);
   EXPECT_EQ(ids, plain.j.at("ids").get<std::vector<int64_t>>());
   EXPECT_EQ(final.at("ids"), plain.j.at("ids"));
   EXPECT_EQ(text, plain.j.at("text").get<std::string>());
@@ -410,13 +413,8 @@ TEST(Serve, TextRequestsEqualADirectSessionAndStreamTheSameText) {
   auto r = s.client->Post("/v1/answer", streamed.dump(), "application/json");
   ASSERT_TRUE(r);
   std::string text;
-  std::istringstream lines(r->body);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind("data: {", 0) != 0) continue;
-    json e = json::parse(line.substr(6));
+  for (const json& e : parse_sse(r->body).events)
     if (!e.contains("done")) text += e.at("text").get<std::string>();
-  }
   EXPECT_EQ(text, want.text);
 
   // The OpenAI shape: a message with "slots_id" stands in for the context, the last user
@@ -435,11 +433,8 @@ TEST(Serve, TextRequestsEqualADirectSessionAndStreamTheSameText) {
   auto cs = s.client->Post("/v1/chat/completions", chat_stream.dump(), "application/json");
   ASSERT_TRUE(cs);
   std::string deltas;
-  std::istringstream chunks(cs->body);
-  while (std::getline(chunks, line)) {
-    if (line.rfind("data: {", 0) != 0) continue;
-    json e = json::parse(line.substr(6));
-    ASSERT_EQ(e.at("object"), "chat.completion.chunk") << line;
+  for (const json& e : parse_sse(cs->body).events) {
+    ASSERT_EQ(e.at("object"), "chat.completion.chunk") << e.dump();
     deltas += e.at("choices").at(0).at("delta").value("content", "");
   }
   EXPECT_EQ(deltas, want.text);
