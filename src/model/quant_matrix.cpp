@@ -8,7 +8,9 @@
 // GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_ps); nothing here is uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "icae/util/error.h"
@@ -114,16 +116,111 @@ void groups_avx512(const KernelArgs& a, int64_t g0, int64_t g1) {
   else groups_avx512_t<false>(a, g0, g1);
 }
 
+// AVX2 + FMA (CPUs without AVX-512, e.g. most AMD EPYC before Zen 4): the same scheme with four
+// 8-lane vectors per block. Q4_1's byte i holds weight i (low nibble) and weight i + 16 (high).
+__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+template <bool Q4>
+__attribute__((target("avx2,fma"))) void groups_avx2_t(const KernelArgs& a, int64_t g0, int64_t g1) {
+  const QuantMatrix& w = *a.w;
+  const int64_t blocks = w.cols / kQuantBlock;
+  constexpr int64_t qb = Q4 ? 16 : 32, gb = kGroup * qb + kGroup * 4 * (Q4 ? 2 : 1);
+  const uint8_t* packed = static_cast<const uint8_t*>(w.packed.data_ptr());
+  const __m256i low4 = _mm256_set1_epi32(0xF);
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t v = 0; v < a.n; ++v) {
+      const float* xv = a.x + v * w.cols;
+      const float* xs = a.xsum + v * blocks;
+      __m256 acc[kGroup];
+      for (int k = 0; k < kGroup; ++k) acc[k] = _mm256_setzero_ps();
+      __m128 mins = _mm_setzero_ps();
+      const uint8_t* p = packed + g * blocks * gb;
+      for (int64_t b = 0; b < blocks; ++b, p += gb) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+        const float* xb = xv + b * kQuantBlock;
+        const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
+                     x3 = _mm256_loadu_ps(xb + 24);
+        const float* sc = reinterpret_cast<const float*>(p + kGroup * qb);
+        for (int k = 0; k < kGroup; ++k) {
+          const uint8_t* q = p + k * qb;
+          __m256 w0, w1, w2, w3;
+          if (Q4) {
+            const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+            const __m256i b0 = _mm256_cvtepu8_epi32(bytes), b1 = _mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8));
+            w0 = _mm256_cvtepi32_ps(_mm256_and_si256(b0, low4));   // weights 0..7
+            w1 = _mm256_cvtepi32_ps(_mm256_and_si256(b1, low4));   // 8..15
+            w2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4));     // 16..23
+            w3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4));     // 24..31
+          } else {
+            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)),
+                          hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16));
+            w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+            w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+            w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+            w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+          }
+          const __m256 t = _mm256_fmadd_ps(w3, x3, _mm256_fmadd_ps(w2, x2, _mm256_fmadd_ps(w1, x1, _mm256_mul_ps(w0, x0))));
+          acc[k] = _mm256_fmadd_ps(t, _mm256_set1_ps(sc[k]), acc[k]);
+        }
+        if (Q4) mins = _mm_fmadd_ps(_mm_loadu_ps(sc + kGroup), _mm_set1_ps(xs[b]), mins);
+      }
+      float m[kGroup];
+      _mm_storeu_ps(m, mins);
+      for (int k = 0; k < kGroup; ++k)
+        if (g * kGroup + k < w.rows) a.y[v * w.rows + g * kGroup + k] = hsum_avx2(acc[k]) + m[k];
+    }
+}
+
+void groups_avx2(const KernelArgs& a, int64_t g0, int64_t g1) {
+  if (a.w->format == QuantFormat::Q4_1) groups_avx2_t<true>(a, g0, g1);
+  else groups_avx2_t<false>(a, g0, g1);
+}
+
 using GroupsKernel = void (*)(const KernelArgs&, int64_t, int64_t);
 
-GroupsKernel pick_kernel() { return quant_kernels_vectorised() ? groups_avx512 : groups_scalar; }
+bool cpu_has_avx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+GroupsKernel kernel_of(QuantKernelKind k) {
+  switch (k) {
+    case QuantKernelKind::Avx512: return groups_avx512;
+    case QuantKernelKind::Avx2: return groups_avx2;
+    default: return groups_scalar;
+  }
+}
 
 }  // namespace
 
-bool quant_kernels_vectorised() {
-  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  return avx512;
+bool quant_kernel_supported(QuantKernelKind k) {
+  switch (k) {
+    case QuantKernelKind::Avx512: return cpu_has_avx512();
+    case QuantKernelKind::Avx2: return cpu_has_avx2();
+    default: return true;
+  }
 }
+
+// The widest this CPU runs, unless ICAE_QUANT_KERNEL=scalar|avx2|avx512 asks for one it supports
+// (benchmarks compare them).
+QuantKernelKind quant_kernel_default() {
+  static const QuantKernelKind kind = [] {
+    const char* env = std::getenv("ICAE_QUANT_KERNEL");
+    const std::string want = env ? env : "";
+    for (QuantKernelKind k : {QuantKernelKind::Scalar, QuantKernelKind::Avx2, QuantKernelKind::Avx512})
+      if (want == quant_kernel_name(k) && quant_kernel_supported(k)) return k;
+    return cpu_has_avx512() ? QuantKernelKind::Avx512 : cpu_has_avx2() ? QuantKernelKind::Avx2 : QuantKernelKind::Scalar;
+  }();
+  return kind;
+}
+
+const char* quant_kernel_name(QuantKernelKind k) {
+  return k == QuantKernelKind::Avx512 ? "avx512" : k == QuantKernelKind::Avx2 ? "avx2" : "scalar";
+}
+
+bool quant_kernels_vectorised() { return quant_kernel_default() != QuantKernelKind::Scalar; }
 
 QuantMatrix QuantMatrix::cat_rows(const std::vector<QuantMatrix>& parts) {
   ICAE_CHECK(!parts.empty(), ErrorKind::Internal, "cat_rows of nothing");
@@ -188,6 +285,12 @@ at::Tensor QuantMatrix::dequantize() const {
 }
 
 void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y) {
+  quant_gemv(w, x, n, y, quant_kernel_default());
+}
+
+void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y, QuantKernelKind kind) {
+  ICAE_CHECK(quant_kernel_supported(kind), ErrorKind::Unsupported,
+             std::string("quantised kernel ") + quant_kernel_name(kind) + " does not run on this CPU");
   const int64_t blocks = w.cols / kQuantBlock;
   // Per-block sums of x serve Q4_1's min term (m * sum x) for every row.
   std::vector<float> xsum(n * blocks);
@@ -198,19 +301,23 @@ void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y) {
       xsum[v * blocks + b] = s;
     }
   const KernelArgs args{&w, x, xsum.data(), n, y};
-  const GroupsKernel kernel = pick_kernel();
+  const GroupsKernel kernel = kernel_of(kind);
   const int64_t groups = (w.rows + kGroup - 1) / kGroup;
   at::parallel_for(0, groups, 8, [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
 
 at::Tensor quant_linear(const at::Tensor& x_in, const QuantMatrix& w) {
+  return quant_linear(x_in, w, quant_kernel_default());
+}
+
+at::Tensor quant_linear(const at::Tensor& x_in, const QuantMatrix& w, QuantKernelKind kind) {
   ICAE_CHECK(w.packed.defined() && x_in.size(-1) == w.cols, ErrorKind::Internal,
              "quant_linear: input width " + std::to_string(x_in.size(-1)) + " vs weight [" + std::to_string(w.rows) +
                  ", " + std::to_string(w.cols) + "] (prepared: " + (w.packed.defined() ? "yes" : "no") + ")");
   ICAE_CHECK(x_in.device().is_cpu(), ErrorKind::Unsupported, "quantised decoding runs on the CPU only");
   const at::Tensor x = x_in.reshape({-1, w.cols}).to(at::kFloat).contiguous();
   at::Tensor y = at::empty({x.size(0), w.rows}, at::kFloat);
-  quant_gemv(w, x.data_ptr<float>(), x.size(0), y.data_ptr<float>());
+  quant_gemv(w, x.data_ptr<float>(), x.size(0), y.data_ptr<float>(), kind);
   std::vector<int64_t> shape = x_in.sizes().vec();
   shape.back() = w.rows;
   return y.view(shape).to(x_in.scalar_type());

@@ -40,12 +40,21 @@ struct QuantMatrix {
   at::Tensor dequantize() const;  // float32 [rows, cols]
 };
 
+// The block kernels: a portable loop, AVX2 + FMA, AVX-512.
+enum class QuantKernelKind { Scalar, Avx2, Avx512 };
+bool quant_kernel_supported(QuantKernelKind k);
+// The widest this CPU runs (ICAE_QUANT_KERNEL=scalar|avx2|avx512 picks another it supports).
+QuantKernelKind quant_kernel_default();
+const char* quant_kernel_name(QuantKernelKind k);
+// Whether the default kernel is vectorised rather than the scalar loop.
+bool quant_kernels_vectorised();
+
 // y = x W^T for x [..., cols] (any float dtype, CPU), returned in x's dtype. Meant for a few
 // rows of x (decoding); parallel over the rows of W with libtorch's intra-op threads.
 at::Tensor quant_linear(const at::Tensor& x, const QuantMatrix& w);
-// Whether the block kernels run vectorised on this CPU (AVX-512) rather than as a scalar loop.
-bool quant_kernels_vectorised();
+at::Tensor quant_linear(const at::Tensor& x, const QuantMatrix& w, QuantKernelKind kernel);
 // The same on raw float32 buffers: x [n, cols] -> y [n, rows] (no tensors, no dispatch).
 void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y);
+void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y, QuantKernelKind kernel);
 
 }  // namespace icae
