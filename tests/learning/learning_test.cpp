@@ -1,10 +1,12 @@
-// A learning test on the real SmolLM2-135M-Instruct (label "learning"; ~2-3 minutes, run alone on 2 threads):
+// A learning test on the real SmolLM2-135M-Instruct (label "learning"; ~3-5 minutes, run alone on 2 threads):
 // overfitting four short passages at one token per slot, with the linear slot projector, the
-// loss falls steadily and greedy reconstruction reaches BLEU-4 >= 0.6 within 80 updates.
-// (Measured 2026-12-01, 2-core Xeon, busy machine: 5.8 -> 0.62 eval AE loss, BLEU 0.75 at 60.)
-// Skips when the model has not been fetched (scripts/fetch-model). With one thread the same recipe
-// took another path (eval AE loss 0.16 at 80 updates but a wrong first greedy token, BLEU 0):
-// the threshold is for the 2-thread run (BLEU 1.0 at 80 measured).
+// loss falls steadily and greedy reconstruction reaches BLEU-4 >= 0.6 within 120 updates.
+// The path depends on the CPU's floating-point kernels, so the budget has a margin over both
+// machines it was measured on (2 threads): a 2-core Xeon (AVX-512, 2026-12-01) reached BLEU 1.0
+// by update 80; a 2-vCPU AMD EPYC (AVX2, 2026-12-02) had eval AE loss 5.80 -> 1.00 at 80 (BLEU
+// 0.35), 0.15 at 100 (BLEU 0.50), 0.07 at 120 (BLEU 1.0). With one thread the Xeon took another
+// path (eval AE loss 0.16 at 80 but a wrong first greedy token, BLEU 0).
+// Skips when the model has not been fetched (scripts/fetch-model).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -47,8 +49,8 @@ TEST(Learning, SmolLM2MemorisesFourPassages) {
   o.mem_lr = 3e-3;
   o.warmup = 5;
   o.schedule = "constant";
-  o.steps = 80;
-  o.eval_every = 20;
+  o.steps = 120;
+  o.eval_every = 30;
   o.eval_samples = 4;
   o.eval_generate = 4;
   o.save_every = 0;
@@ -67,8 +69,8 @@ TEST(Learning, SmolLM2MemorisesFourPassages) {
       bleu = j.value("eval_ae_bleu", 0.0);
     }
   }
-  ASSERT_EQ(losses.size(), 5u);  // steps 0, 20, 40, 60, 80
+  ASSERT_EQ(losses.size(), 5u);  // steps 0, 30, 60, 90, 120
   EXPECT_LT(losses.back(), losses.front() / 4) << "eval AE loss did not fall enough";
   EXPECT_LT(losses[4], losses[2]);
-  EXPECT_GE(bleu, 0.6) << "greedy reconstruction BLEU-4 after 80 updates";
+  EXPECT_GE(bleu, 0.6) << "greedy reconstruction BLEU-4 after 120 updates";
 }
