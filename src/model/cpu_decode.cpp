@@ -22,6 +22,7 @@
 #include <cmath>
 #include <vector>
 
+#include "icae/model/decode_pool.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
@@ -115,7 +116,7 @@ void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, 
       values[(g * cap + pos) * d + i] = static_cast<T>(qkv[(hq + hkv + g) * d + i]);
     }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  at::parallel_for(0, hq, 1, [&](int64_t h0, int64_t h1) {
+  decode_parallel_for(hq, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t head = h0; head < h1; ++head) {
       const int64_t g = head / group;
       const float* qh = qkv + head * d;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "icae/model/decode_pool.h"
 #include "icae/util/error.h"
 
 namespace icae {
@@ -303,7 +304,7 @@ void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y, Quant
   const KernelArgs args{&w, x, xsum.data(), n, y};
   const GroupsKernel kernel = kernel_of(kind);
   const int64_t groups = (w.rows + kGroup - 1) / kGroup;
-  at::parallel_for(0, groups, 8, [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  decode_parallel_for(groups, 8, [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
 
 at::Tensor quant_linear(const at::Tensor& x_in, const QuantMatrix& w) {
