@@ -169,3 +169,76 @@ for i, text in enumerate(["Hello world, 123!\n",
                           "don't 12345 \U0001F600 end\r\n"]):
     for k in range(5):
         out("tokenizer_encode", f"seed_{i}_{k}", bytes([k]) + text.encode())
+
+
+# --- icae_files: slot files and adapters as save_slots / save_adapter write them (tiny shapes),
+# and the released ICAE v2 layout (no header).
+def f32(n):
+    return struct.pack(f"<{n}f", *[rng.uniform(-1, 1) for _ in range(n)])
+
+slot_header = {"format": "icae-slots", "version": 2, "base_fingerprint": "a1b2c3d4e5f60718",
+               "adapter_fingerprint": "0123456789abcdef", "mem_size": 2, "compression_rate": 4.0,
+               "hidden_size": 64, "context_tokens": 7}
+out("icae_files", "slots_v2", safetensors([("slots", "F32", [2, 64], f32(128))], {"icae_slots": json.dumps(slot_header)}))
+v1 = {k: v for k, v in slot_header.items() if k not in ("version", "adapter_fingerprint", "context_tokens")}
+out("icae_files", "slots_v1", safetensors([("slots", "F32", [4, 64], f32(256))], {"icae_slots": json.dumps(v1)}))
+
+def lora_tensors(layers, modules, r, width, dtype="F32"):
+    t = []
+    for layer in range(layers):
+        for m in modules:
+            part = "mlp" if m in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            key = f"icae.base_model.model.model.layers.{layer}.{part}.{m}"
+            t.append((key + ".lora_A.default.weight", dtype, [r, width], f32(r * width)))
+            t.append((key + ".lora_B.default.weight", dtype, [width, r], f32(width * r)))
+    return t
+
+adapter_header = {"format": "icae-adapter", "version": 1,
+                  "base_model": {"name": "tiny-llama", "fingerprint": "a1b2c3d4e5f60718", "model_type": "llama",
+                                 "vocab_size": 512, "hidden_size": 64, "num_hidden_layers": 2},
+                  "mem_size": 2, "compression_rate": 4.0,
+                  "lora": {"r": 2, "alpha": 32.0, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+                  "special_ids": {"pad": 512, "mem_first": 513, "mem_last": 514, "ae": 515, "lm": 516, "ft": 517},
+                  "projector": "linear", "chat_template": "none", "notes": "seed",
+                  "training": {"steps": 3, "options": {"lr": 1e-4}}}
+out("icae_files", "adapter_ours", safetensors(
+    lora_tensors(2, ["q_proj", "v_proj"], 2, 4) +
+    [("memory_token_embed.weight", "F32", [5, 4], f32(20)), ("projector.weight", "F32", [4, 4], f32(16)),
+     ("projector.bias", "F32", [4], f32(4))],
+    {"format": "pt", "icae": json.dumps(adapter_header)}))
+out("icae_files", "adapter_released", safetensors(
+    lora_tensors(2, ["q_proj", "k_proj", "gate_proj"], 1, 3) +
+    [("memory_token_embed.weight", "F32", [4, 3], f32(12)), ("model.embed_tokens.weight", "F32", [2, 3], f32(6))]))
+
+
+# --- data: a mode byte (bits 0-1: file name .txt / .jsonl / .json / none; 2: PwC; 3: the
+# evaluation reader; 4: blank-line blocks; 5: strict), a limits byte (max_context 1 + low 5 bits,
+# min_context the top 3), then the file.
+texts = {
+    "txt": "The quick brown fox.\n\nJumps over the lazy dog, twice.\n\n\nAnd then 42 more words here.\n",
+    "jsonl": '{"text": "Hello there, world."}\n\n{"text": "caf\\u00e9 \\u4f60\\u597d"}\n{"txt": 1}\nnot json\n',
+    "pwc": '{"input": "A long context about apples.", "prompt": "What fruit?", "answer": "Apples."}\n'
+           '{"input": "", "prompt": "x", "answer": "y"}\n{"input": "ctx", "prompt": 3, "answer": "z"}\n',
+}
+for mode, limits, name in [(0, 0x47, "txt"), (16, 0x23, "txt"), (1, 0x2f, "jsonl"), (5, 0x1f, "pwc"),
+                           (33, 0x27, "jsonl"), (8, 0, "txt"), (9, 0, "jsonl"), (13, 0, "pwc"), (2, 0x44, "jsonl")]:
+    out("data", f"mode_{mode}_{name}", bytes([mode, limits]) + texts[name].encode())
+
+
+# --- request: a selector byte (mod 5: compress, answer, reconstruct, generate, chat; bit 3: vocab
+# 512 instead of 49152; bit 4: tiny limits; bit 5: no tokenizer), then the JSON body.
+bodies = [
+    (0, {"text": "Some context to compress."}), (0, {"ids": [1, 2, 3, 400]}),
+    (1, {"slots_id": "s-0123", "prompt": "What is it?", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9,
+         "top_k": 40, "seed": 7, "stream": True}),
+    (1, {"ids": [5, 6, 7], "prompt_ids": [8, 9], "max_tokens": None}),
+    (2, {"text": "Reconstruct me.", "max_tokens": 32}), (3, {"prompt": "Once upon a time", "seed": 18446744073709551615}),
+    (4, {"model": "icae", "messages": [{"role": "system", "content": "Be brief."},
+                                       {"role": "user", "slots_id": "s-0123"},
+                                       {"role": "user", "content": "Summarise."}],
+         "max_completion_tokens": 20, "n": 1, "stream_options": {"include_usage": True}}),
+    (4, {"messages": [{"role": "user", "content": "Hi", "name": "me"}], "user": "u", "top_p": 1}),
+]
+for i, (route, body) in enumerate(bodies):
+    out("request", f"route_{route}_{i}", bytes([route]) + json.dumps(body).encode())
+out("request", "route_1_malformed", bytes([1]) + b'{"ids": [1, 2')

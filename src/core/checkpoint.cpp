@@ -4,17 +4,15 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 
+#include "icae/formats/icae_metadata.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
 
 namespace icae {
 
 namespace {
-constexpr const char* kPrefix = "icae.";
-constexpr const char* kMemoryKey = "memory_token_embed.weight";
 constexpr int kFormatVersion = 1;
 }  // namespace
 
@@ -57,38 +55,24 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
   LoadedAdapter out;
   IcaeConfig config;
 
-  // --- header (ours) or inference from the tensors (released layout)
+  // --- header (ours) or inference from the tensors (released layout). Header values, tensor
+  // names and shapes are checked without tensors first (formats/icae_metadata.cpp, fuzzed).
   auto meta = file.metadata().find("icae");
-  nlohmann::json header;
   if (meta != file.metadata().end()) {
-    try {
-      header = nlohmann::json::parse(meta->second);
-      const auto& b = header.at("base_model");
-      auto check = [&](const char* key, int64_t have) {
-        const int64_t want = b.at(key).get<int64_t>();
-        ICAE_CHECK(want == have, ErrorKind::Mismatch,
-                   path + ": adapter was trained on a base model with " + key + " = " + std::to_string(want) +
-                       ", this base model has " + std::to_string(have));
-      };
-      check("hidden_size", mc.hidden_size);
-      check("num_hidden_layers", mc.num_hidden_layers);
-      check("vocab_size", mc.vocab_size);
-      out.info.base_model = b.value("name", "");
-      out.info.base_fingerprint = b.value("fingerprint", "");
-      out.info.chat_template = header.value("chat_template", "none");
-      out.info.notes = header.value("notes", "");
-      config.mem_size = header.at("mem_size").get<int64_t>();
-      config.compression_rate = header.at("compression_rate").get<double>();
-      const auto& l = header.at("lora");
-      config.lora.r = l.at("r").get<int64_t>();
-      config.lora.alpha = l.at("alpha").get<double>();
-      config.lora.dropout = l.value("dropout", 0.0);
-      config.lora.target_modules = l.at("target_modules").get<std::vector<std::string>>();
-      config.projector = parse_projector(header.value("projector", "none"));
-      if (header.contains("training")) out.info.training = header.at("training");
-    } catch (const nlohmann::json::exception& e) {
-      fail(ErrorKind::BadInput, path + ": malformed icae header: " + e.what());
-    }
+    const formats::AdapterBaseSizes sizes{mc.hidden_size, mc.num_hidden_layers, mc.vocab_size};
+    formats::AdapterHeader h = formats::parse_adapter_header(meta->second, path, &sizes);
+    out.info.base_model = h.base_model;
+    out.info.base_fingerprint = h.base_fingerprint;
+    out.info.chat_template = h.chat_template;
+    out.info.notes = h.notes;
+    out.info.training = std::move(h.training);
+    config.mem_size = h.mem_size;
+    config.compression_rate = h.compression_rate;
+    config.lora.r = h.lora_r;
+    config.lora.alpha = h.lora_alpha;
+    config.lora.dropout = h.lora_dropout;
+    config.lora.target_modules = h.target_modules;
+    config.projector = parse_projector(h.projector);
     if (!out.info.base_fingerprint.empty() && !options.allow_fingerprint_mismatch) {
       const std::string have = base->fingerprint();
       ICAE_CHECK(have == out.info.base_fingerprint, ErrorKind::Mismatch,
@@ -106,39 +90,27 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
   if (options.compression_rate) config.compression_rate = *options.compression_rate;
 
   // --- tensors
-  const std::regex lora_key(
-      R"(icae\.base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.lora_(A|B)\.default\.weight)");
-  std::map<std::pair<int64_t, int>, LoraPair> pairs;
-  std::set<std::string> targets;
-  at::Tensor memory;
-  std::vector<std::pair<std::string, at::Tensor>> projector_tensors;
+  const formats::AdapterLayout layout =
+      formats::read_adapter_layout(file, path, out.released_layout, mc.num_hidden_layers);
   TensorLoadOptions topts;
   topts.float_dtype = at::kFloat;
   topts.device = base->device();
-  for (const auto& view : file.tensors()) {
-    std::smatch m;
-    if (view.name == kMemoryKey) {
-      memory = to_tensor(view, topts);
-    } else if (SlotProjector::is_projector_key(view.name) && !out.released_layout) {
-      projector_tensors.emplace_back(view.name, to_tensor(view, topts));
-    } else if (std::regex_match(view.name, m, lora_key)) {
-      const int64_t layer = std::stoll(m[1]);
-      ICAE_CHECK(layer < mc.num_hidden_layers, ErrorKind::Mismatch,
-                 path + ": '" + view.name + "' names layer " + std::to_string(layer) + " but the base model has " +
-                     std::to_string(mc.num_hidden_layers) + " layers");
-      const Proj p = parse_proj(m[3]);
-      targets.insert(m[3]);
-      auto& pair = pairs[{layer, static_cast<int>(p)}];
-      (m[4] == "A" ? pair.A : pair.B) = to_tensor(view, topts);
-    } else {
-      out.ignored_keys.push_back(view.name);
-    }
+  const at::Tensor memory = to_tensor(*layout.memory, topts);
+  std::vector<std::pair<std::string, at::Tensor>> projector_tensors;
+  for (const formats::TensorView* v : layout.projector) projector_tensors.emplace_back(v->name, to_tensor(*v, topts));
+  std::map<std::pair<int64_t, int>, LoraPair> pairs;
+  for (const auto& [key, views] : layout.pairs) {
+    LoraPair& pair = pairs[key];
+    if (views.A) pair.A = to_tensor(*views.A, topts);
+    if (views.B) pair.B = to_tensor(*views.B, topts);
   }
-  ICAE_CHECK(memory.defined(), ErrorKind::BadInput, path + ": no tensor '" + std::string(kMemoryKey) + "'");
-  ICAE_CHECK(!pairs.empty(), ErrorKind::BadInput, path + ": no LoRA tensors (icae.base_model.model.model.layers.N...)");
+  out.ignored_keys = layout.ignored;
+  const std::set<std::string>& targets = layout.targets;
   if (out.released_layout) {
     config.mem_size = memory.size(0) - 3;
-    config.lora.r = pairs.begin()->second.A.size(0);
+    // The rank from the first pair (a half pair is refused below, naming it).
+    const LoraPair& first = pairs.begin()->second;
+    config.lora.r = first.A.defined() ? first.A.size(0) : first.B.size(1);
     config.lora.target_modules.assign(targets.begin(), targets.end());
   }
   ICAE_CHECK(std::set<std::string>(config.lora.target_modules.begin(), config.lora.target_modules.end()) == targets,

@@ -24,9 +24,7 @@ std::string string_field(const nlohmann::json& j, const char* name, const std::s
   return it->get<std::string>();
 }
 
-void read_jsonl(const fs::path& path, EvalDataKind kind, std::vector<EvalSample>& out) {
-  std::ifstream in(path);
-  ICAE_CHECK(in.good(), ErrorKind::Io, path.string() + ": cannot open");
+void read_jsonl(std::istream& in, const fs::path& path, EvalDataKind kind, std::vector<EvalSample>& out) {
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -53,12 +51,22 @@ void read_jsonl(const fs::path& path, EvalDataKind kind, std::vector<EvalSample>
   }
 }
 
+void read_text(std::istream& in, const fs::path& path, std::vector<EvalSample>& out);
+
 void read_file(const fs::path& path, EvalDataKind kind, std::vector<EvalSample>& out) {
-  if (is_jsonl(path)) return read_jsonl(path, kind, out);
+  if (is_jsonl(path)) {
+    std::ifstream in(path);
+    ICAE_CHECK(in.good(), ErrorKind::Io, path.string() + ": cannot open");
+    return read_jsonl(in, path, kind, out);
+  }
   ICAE_CHECK(kind == EvalDataKind::Text, ErrorKind::BadInput,
              path.string() + ": fine-tuning data must be PwC JSONL (.jsonl with input, prompt, answer)");
   std::ifstream in(path, std::ios::binary);
   ICAE_CHECK(in.good(), ErrorKind::Io, path.string() + ": cannot open");
+  read_text(in, path, out);
+}
+
+void read_text(std::istream& in, const fs::path& path, std::vector<EvalSample>& out) {
   std::stringstream ss;
   ss << in.rdbuf();
   EvalSample s;
@@ -69,6 +77,18 @@ void read_file(const fs::path& path, EvalDataKind kind, std::vector<EvalSample>&
 }
 
 }  // namespace
+
+std::vector<EvalSample> read_eval_stream(std::istream& in, const std::string& name, EvalDataKind kind) {
+  std::vector<EvalSample> out;
+  if (is_jsonl(name)) {
+    read_jsonl(in, name, kind, out);
+  } else {
+    ICAE_CHECK(kind == EvalDataKind::Text, ErrorKind::BadInput,
+               name + ": fine-tuning data must be PwC JSONL (.jsonl with input, prompt, answer)");
+    read_text(in, name, out);
+  }
+  return out;
+}
 
 std::vector<EvalSample> read_eval_data(const std::vector<std::string>& paths, EvalDataKind kind) {
   ICAE_CHECK(!paths.empty(), ErrorKind::Usage, "no evaluation data given (--data PATH)");

@@ -2,9 +2,13 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 #include "icae/core/icae.h"
+#include "icae/formats/icae_metadata.h"
 #include "icae/infer/fingerprint.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
@@ -25,19 +29,14 @@ void save_slots(const std::string& path, const Icae& icae, const at::Tensor& slo
 
 SlotFile load_slots(const std::string& path, const Icae& icae) {
   formats::SafetensorsFile file(path);
-  auto meta = file.metadata().find("icae_slots");
-  ICAE_CHECK(meta != file.metadata().end(), ErrorKind::BadInput, path + ": not an icae slot file (no icae_slots header)");
+  // Header and tensor shape are checked without tensors (formats/icae_metadata.cpp, fuzzed).
+  const formats::SlotFileHeader h = formats::read_slot_header(file, path);
   SlotFile s;
-  try {
-    auto h = nlohmann::json::parse(meta->second);
-    s.version = h.value("version", 1);
-    s.base_fingerprint = h.at("base_fingerprint").get<std::string>();
-    s.adapter_fingerprint = h.value("adapter_fingerprint", std::string());
-    s.mem_size = h.at("mem_size").get<int64_t>();
-    s.context_tokens = h.value("context_tokens", 0);
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorKind::BadInput, path + ": malformed icae_slots header: " + e.what());
-  }
+  s.version = static_cast<int>(std::clamp<int64_t>(h.version, INT32_MIN, INT32_MAX));
+  s.base_fingerprint = h.base_fingerprint;
+  s.adapter_fingerprint = h.adapter_fingerprint;
+  s.mem_size = h.mem_size;
+  s.context_tokens = h.context_tokens;
   const std::string base_fp = icae.base().fingerprint();
   ICAE_CHECK(s.base_fingerprint == base_fp, ErrorKind::Mismatch,
              path + ": these slots were made with another base model (fingerprint " + s.base_fingerprint +
@@ -53,9 +52,7 @@ SlotFile load_slots(const std::string& path, const Icae& icae) {
                  std::to_string(icae.config().mem_size));
   TensorLoadOptions o;
   o.device = icae.base().device();
-  s.slots = to_tensor(file.at("slots"), o).to(icae.base().dtype());
-  ICAE_CHECK(s.slots.dim() == 2 && s.slots.size(1) == icae.base().config().hidden_size, ErrorKind::Mismatch,
-             path + ": slots have the wrong width for this model");
+  s.slots = to_tensor(formats::slot_tensor(file, path, icae.base().config().hidden_size), o).to(icae.base().dtype());
   return s;
 }
 

@@ -12,23 +12,12 @@
 namespace icae {
 
 namespace {
-constexpr const char* kProjNames[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                              "gate_proj", "up_proj", "down_proj"};
 // The weight each projection adapts; names and shapes come from the tensor table.
 constexpr TensorRole kProjWeights[kNumProj] = {TensorRole::AttnQ,   TensorRole::AttnK,  TensorRole::AttnV,
                                                TensorRole::AttnOutput, TensorRole::FfnGate, TensorRole::FfnUp,
                                                TensorRole::FfnDown};
 TensorRole weight_role(Proj p) { return kProjWeights[static_cast<int>(p)]; }
 }  // namespace
-
-const char* proj_name(Proj p) { return kProjNames[static_cast<int>(p)]; }
-
-Proj parse_proj(const std::string& name) {
-  for (int i = 0; i < kNumProj; ++i)
-    if (name == kProjNames[i]) return static_cast<Proj>(i);
-  fail(ErrorKind::BadInput, "unknown LoRA target module '" + name +
-                                "' (expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
-}
 
 std::string proj_module_path(Proj p) {
   const std::string hf = role_info(weight_role(p)).hf;  // "self_attn.q_proj.weight"

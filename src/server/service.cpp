@@ -80,11 +80,8 @@ Service::Compressed Service::compress_ids(const std::vector<int64_t>& ids) {
 }
 
 nlohmann::json Service::compress(const nlohmann::json& body) {
-  Fields f(body, {"text", "ids"});
-  const bool has_text = f.has("text"), has_ids = f.has("ids");
-  if (has_text == has_ids) http_fail(400, "give the context as exactly one of \"text\" or \"ids\"");
-  const std::vector<int64_t> ids = has_ids ? *f.ids("ids", vocab_, options_.max_context_tokens)
-                                           : tokenize(*f.text("text"), "text", options_.max_context_tokens);
+  const ContextField in = parse_compress_body(body, limits());
+  const std::vector<int64_t> ids = in.text ? tokenize(*in.text, "text", options_.max_context_tokens) : in.ids;
   Compressed c = compress_ids(ids);
   const int64_t k = icae_of(model_).config().mem_size;
   return {{"slots_id", c.slots_id},
@@ -95,11 +92,21 @@ nlohmann::json Service::compress(const nlohmann::json& body) {
           {"timings", {{"compress_ms", c.compress_ms}}}};
 }
 
-void Service::resolve_context(const Fields& f, DecodeRequest& r) {
-  const int given = f.has("slots_id") + f.has("text") + f.has("ids");
-  if (given != 1) http_fail(400, "give the context as exactly one of \"slots_id\", \"text\" or \"ids\"");
-  if (f.has("slots_id")) {
-    r.slots_id = *f.text("slots_id");
+RequestLimits Service::limits() const {
+  RequestLimits l;
+  l.vocab = vocab_;
+  l.max_context_tokens = options_.max_context_tokens;
+  l.max_prompt_tokens = options_.max_prompt_tokens;
+  l.max_new_tokens = options_.max_new_tokens;
+  l.default_new_tokens = options_.default_new_tokens;
+  l.has_tokenizer = model_.text->tokenizer != nullptr;
+  l.model_path = model_.text->path;
+  return l;
+}
+
+void Service::resolve_context(const ContextField& in, DecodeRequest& r) {
+  if (in.slots_id) {
+    r.slots_id = *in.slots_id;
     auto hit = store_.get(r.slots_id);
     if (!hit)
       http_fail(404, "unknown slots_id '" + r.slots_id +
@@ -109,8 +116,7 @@ void Service::resolve_context(const Fields& f, DecodeRequest& r) {
     r.cached = true;
     return;
   }
-  const std::vector<int64_t> ids = f.has("ids") ? *f.ids("ids", vocab_, options_.max_context_tokens)
-                                                : tokenize(*f.text("text"), "text", options_.max_context_tokens);
+  const std::vector<int64_t> ids = in.text ? tokenize(*in.text, "text", options_.max_context_tokens) : in.ids;
   Compressed c = compress_ids(ids);
   r.slots_id = c.slots_id;
   r.slots = c.slots;
@@ -118,55 +124,29 @@ void Service::resolve_context(const Fields& f, DecodeRequest& r) {
   r.compress_ms = c.compress_ms;
 }
 
-void Service::parse_sampling(const Fields& f, DecodeRequest& r) const {
-  r.max_tokens = f.integer("max_tokens", 1, options_.max_new_tokens).value_or(
-      std::min(options_.default_new_tokens, options_.max_new_tokens));
-  r.sampling.temperature = f.number("temperature", 0.0, 100.0).value_or(0.0);
-  r.sampling.top_p = f.number("top_p", 1e-9, 1.0).value_or(1.0);
-  r.sampling.top_k = f.integer("top_k", 0, vocab_).value_or(0);
-  r.sampling.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MAX).value_or(0));
-  r.stream = f.boolean("stream").value_or(false);
-}
-
-void Service::parse_prompt(const Fields& f, DecodeRequest& r) const {
-  if (f.has("prompt") == f.has("prompt_ids")) http_fail(400, "give the prompt as exactly one of \"prompt\" or \"prompt_ids\"");
-  if (f.has("prompt")) {
-    r.prompt_text = *f.text("prompt");
-    if (r.prompt_text->empty()) http_fail(400, "field 'prompt' is empty");
-    if (!model_.text->tokenizer)
-      http_fail(400, "field 'prompt': " + model_.text->path + " has no tokenizer; send \"prompt_ids\" instead");
-  } else {
-    r.prompt_ids = *f.ids("prompt_ids", vocab_, options_.max_prompt_tokens);
-  }
-}
-
-DecodeRequest Service::parse_answer(const nlohmann::json& body) {
-  Fields f(body, {"slots_id", "text", "ids", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k",
-                  "seed", "stream"});
+DecodeRequest Service::decode_request(const DecodeBody& b) {
   DecodeRequest r;
-  r.kind = "answer";
-  parse_sampling(f, r);  // type errors first: nothing is compressed for a request that fails
-  parse_prompt(f, r);
-  resolve_context(f, r);
+  r.kind = b.kind;
+  r.max_tokens = b.sampling.max_tokens;
+  r.sampling.temperature = b.sampling.temperature;
+  r.sampling.top_p = b.sampling.top_p;
+  r.sampling.top_k = b.sampling.top_k;
+  r.sampling.seed = b.sampling.seed;
+  r.stream = b.sampling.stream;
+  r.prompt_text = b.prompt.text;
+  r.prompt_ids = b.prompt.ids;
+  if (b.kind != "generate") resolve_context(b.context, r);
   return r;
 }
+
+DecodeRequest Service::parse_answer(const nlohmann::json& body) { return decode_request(parse_answer_body(body, limits())); }
 
 DecodeRequest Service::parse_reconstruct(const nlohmann::json& body) {
-  Fields f(body, {"slots_id", "text", "ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "stream"});
-  DecodeRequest r;
-  r.kind = "reconstruct";
-  parse_sampling(f, r);
-  resolve_context(f, r);
-  return r;
+  return decode_request(parse_reconstruct_body(body, limits()));
 }
 
 DecodeRequest Service::parse_generate(const nlohmann::json& body) {
-  Fields f(body, {"prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "stream"});
-  DecodeRequest r;
-  r.kind = "generate";
-  parse_sampling(f, r);
-  parse_prompt(f, r);
-  return r;
+  return decode_request(parse_generate_body(body, limits()));
 }
 
 nlohmann::json Service::run(DecodeRequest& r, const OnPiece& on_piece) {
@@ -241,46 +221,17 @@ nlohmann::json Service::run(DecodeRequest& r, const OnPiece& on_piece) {
 }
 
 DecodeRequest Service::parse_chat(const nlohmann::json& body) {
-  // OpenAI's fields that change nothing here are accepted and ignored; the rest are refused.
-  Fields f(body, {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stream",
-                  "n", "user", "stream_options"});
+  ChatBody c = parse_chat_body(body, limits());
   DecodeRequest r;
-  if (f.has("max_completion_tokens") && f.has("max_tokens"))
-    http_fail(400, "give one of \"max_tokens\" or \"max_completion_tokens\"");
-  r.max_tokens = f.integer(f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens", 1,
-                           options_.max_new_tokens)
-                     .value_or(std::min(options_.default_new_tokens, options_.max_new_tokens));
-  r.sampling.temperature = f.number("temperature", 0.0, 100.0).value_or(0.0);
-  r.sampling.top_p = f.number("top_p", 1e-9, 1.0).value_or(1.0);
-  r.sampling.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MAX).value_or(0));
-  r.stream = f.boolean("stream").value_or(false);
-  if (f.integer("n", 1, 1).value_or(1) != 1) http_fail(400, "field 'n': only 1 choice is supported");
-  r.model_name = f.text("model").value_or("icae");
-  const nlohmann::json& messages = body.contains("messages") ? body.at("messages") : nlohmann::json();
-  if (!messages.is_array() || messages.empty()) http_fail(400, "field 'messages' must be a non-empty array of messages");
-  std::vector<tok::ChatMessage> chat;
-  int slots_at = -1;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const std::string where = "messages[" + std::to_string(i) + "]";
-    if (!messages[i].is_object()) http_fail(400, "field '" + where + "' must be an object");
-    Fields m(messages[i], {"role", "content", "slots_id", "name"});
-    const auto role = m.text("role");
-    if (!role || (*role != "system" && *role != "user" && *role != "assistant"))
-      http_fail(400, "field '" + where + ".role' must be \"system\", \"user\" or \"assistant\"");
-    if (m.has("slots_id")) {
-      if (slots_at >= 0) http_fail(400, "field '" + where + ".slots_id': only one message may carry slots");
-      slots_at = static_cast<int>(i);
-      r.slots_id = *m.text("slots_id");
-      continue;  // its slots stand in for its content
-    }
-    const auto content = m.text("content");
-    if (!content) http_fail(400, "field '" + where + ".content' must be a string");
-    chat.push_back({*role, *content});
-  }
-  if (chat.empty() || chat.back().role != "user" || slots_at == static_cast<int>(messages.size()) - 1)
-    http_fail(400, "the last message must be the user's question (with \"content\", after any message with \"slots_id\")");
-  if (!model_.text->tokenizer) http_fail(400, "chat needs a tokenizer; " + model_.text->path + " has none");
-  if (slots_at >= 0) {
+  r.max_tokens = c.sampling.max_tokens;
+  r.sampling.temperature = c.sampling.temperature;
+  r.sampling.top_p = c.sampling.top_p;
+  r.sampling.seed = c.sampling.seed;
+  r.stream = c.sampling.stream;
+  r.model_name = c.model_name;
+  const std::vector<tok::ChatMessage>& chat = c.messages;
+  if (c.slots_id) {
+    r.slots_id = *c.slots_id;
     // ICAE's own template around [slots, FT, question]: the question is the last user message.
     auto hit = store_.get(r.slots_id);
     if (!hit) http_fail(404, "unknown slots_id '" + r.slots_id + "': compress the context first (POST /v1/compress)");

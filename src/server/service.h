@@ -77,11 +77,12 @@ class Service {
   };
   Compressed compress_ids(const std::vector<int64_t>& ids);
   std::vector<int64_t> tokenize(const std::string& text, const char* field, int64_t max_len);
-  // {"slots_id"} | {"text"} | {"ids"}: exactly one.
-  void resolve_context(const Fields& f, DecodeRequest& r);
-  void parse_sampling(const Fields& f, DecodeRequest& r) const;
-  // Exactly one of "prompt" (text; needs a tokenizer) and "prompt_ids".
-  void parse_prompt(const Fields& f, DecodeRequest& r) const;
+  // What request.cpp's parsers check against.
+  RequestLimits limits() const;
+  // The context's slots: looked up (slots_id), or the text / ids compressed.
+  void resolve_context(const ContextField& context, DecodeRequest& r);
+  // A parsed body with its slots in hand.
+  DecodeRequest decode_request(const DecodeBody& body);
 
   LoadedModel model_;
   const ServerOptions options_;

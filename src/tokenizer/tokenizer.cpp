@@ -64,7 +64,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
     fail(ErrorKind::BadInput, path + ": tokenizer.json is not valid JSON: " + e.what());
   }
   try {

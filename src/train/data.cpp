@@ -12,7 +12,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "icae/infer/text_model.h"
 #include "icae/tokenizer/tokenizer.h"
 #include "icae/tokenizer/unicode.h"
 #include "icae/util/error.h"
@@ -57,7 +56,13 @@ void walk(const std::string& dir, std::vector<std::string>& out) {
   }
 }
 
-std::vector<int64_t> tokenize(const tok::Tokenizer& t, const std::string& text) { return encode_plain(t, text); }
+// As encode_plain (infer/text_model.h) does: no special tokens added, invalid UTF-8 an error
+// (checked before, see usable_text). Here so that the readers need no libtorch (fuzz/data_fuzz.cpp).
+std::vector<int64_t> tokenize(const tok::Tokenizer& t, const std::string& text) {
+  std::vector<int64_t> out;
+  for (auto id : t.encode(text)) out.push_back(id);
+  return out;
+}
 
 // Checks text and reports why it cannot be used; true when usable.
 bool usable_text(const std::string& text, const std::string& where, const char* what, BadDataLog& log) {
@@ -94,14 +99,6 @@ void add_text(const std::string& text, const std::string& where, const tok::Toke
   cut_document(ids, where, o, out);
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 std::vector<std::string> list_data_files(const std::vector<std::string>& paths) {
@@ -124,15 +121,26 @@ std::vector<std::string> list_data_files(const std::vector<std::string>& paths) 
 
 std::vector<Example> read_examples(const std::string& path, const tok::Tokenizer& tokenizer, const DataOptions& o,
                                    BadDataLog& log) {
+  const bool jsonl = has_ext(path, ".jsonl") || has_ext(path, ".json");
+  if (!jsonl)
+    ICAE_CHECK(o.kind == DataKind::Text, ErrorKind::BadInput,
+               path + ": instruction data must be JSONL with \"input\", \"prompt\" and \"answer\"");
+  std::ifstream in(path, std::ios::binary);
+  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
+  return read_examples(in, path, tokenizer, o, log);
+}
+
+std::vector<Example> read_examples(std::istream& in, const std::string& path, const tok::Tokenizer& tokenizer,
+                                   const DataOptions& o, BadDataLog& log) {
   std::vector<Example> out;
   const bool jsonl = has_ext(path, ".jsonl") || has_ext(path, ".json");
   if (!jsonl) {
     ICAE_CHECK(o.kind == DataKind::Text, ErrorKind::BadInput,
                path + ": instruction data must be JSONL with \"input\", \"prompt\" and \"answer\"");
-    std::ifstream in(path, std::ios::binary);
-    ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
     if (!o.split_blocks) {
-      const std::string text = read_all(path);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      const std::string text = ss.str();
       if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
         log.report(path, "empty file");
         return out;
@@ -164,8 +172,6 @@ std::vector<Example> read_examples(const std::string& path, const tok::Tokenizer
     return out;
   }
 
-  std::ifstream in(path, std::ios::binary);
-  ICAE_CHECK(in.good(), ErrorKind::Io, path + ": cannot open");
   std::string line;
   int64_t line_no = 0, records = 0;
   while (std::getline(in, line)) {

@@ -93,3 +93,25 @@ TEST(CliUsage, NumbersAreRangeChecked) {
 }
 
 }  // namespace
+
+namespace {
+
+// Was: nlohmann's out_of_range (406) for a number beyond double escaped --jsonl's "not valid
+// JSON" (only parse_error was caught): "icae: error: [json.exception.out_of_range.406] …", exit 1.
+TEST(CliUsage, TokenizeJsonlNumbersBeyondDoubleAreBadInput) {
+  const std::string tokenizer = std::string(ICAE_SHARED_DIR) + "/testdata/tokenizers/gpt2/tokenizer.json";
+  const std::string cmd = "printf '\"ok\"\\n1e400\\n' | " + std::string(ICAE_CLI_PATH) + " tokenize --tokenizer " +
+                          tokenizer + " --jsonl 2>&1";
+  std::string out;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 3) << out;
+  EXPECT_NE(out.find("icae: error: stdin line 2: not valid JSON: [json.exception.out_of_range.406]"), std::string::npos)
+      << out;
+}
+
+}  // namespace

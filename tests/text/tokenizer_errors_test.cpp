@@ -127,5 +127,26 @@ TEST(TokenizerErrors, FilesNameThePath) {
   }
 }
 
+// Was: nlohmann's out_of_range (406) escaping from_file for a number beyond double: only
+// parse_error was caught (the CLI printed "[json.exception.out_of_range.406] …", exit 1). The
+// request fuzz target found the same in the server's body parser; this one by looking for its kin.
+TEST(TokenizerErrors, NumbersBeyondDoubleAreBadInput) {
+  const std::string path = ::testing::TempDir() + "icae_huge_number_tokenizer.json";
+  {
+    std::ofstream out(path);
+    out << "{\"model\": {\"type\": \"BPE\", \"dropout\": 1e400, \"vocab\": {\"a\": 0}, \"merges\": []}}";
+  }
+  try {
+    Tokenizer::from_file(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+    EXPECT_NE(std::string(e.what()).find(path + ": tokenizer.json is not valid JSON: [json.exception.out_of_range.406]"),
+              std::string::npos)
+        << e.what();
+  }
+  std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace icae::tok

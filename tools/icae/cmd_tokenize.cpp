@@ -38,7 +38,7 @@ void for_each_json_line(F&& f) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
       fail(ErrorKind::BadInput, "stdin line " + std::to_string(n) + ": not valid JSON: " + e.what());
     }
     try {

@@ -12,15 +12,10 @@
 #include <vector>
 
 #include "icae/model/config.h"
+#include "icae/model/proj.h"
 
 namespace icae {
 
-// The projections LoRA can target, in the order used everywhere in the project.
-enum class Proj { Q = 0, K, V, O, Gate, Up, Down };
-constexpr int kNumProj = 7;
-// "q_proj", "k_proj", ... (the peft target_modules names)
-const char* proj_name(Proj p);
-Proj parse_proj(const std::string& name);  // throws icae::Error(BadInput)
 // [out, in] of a projection for this config.
 std::pair<int64_t, int64_t> proj_shape(const ModelConfig& config, Proj p);
 // "self_attn.q_proj" / "mlp.gate_proj": the module path below model.layers.N.

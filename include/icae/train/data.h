@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <random>
 #include <string>
@@ -60,6 +61,10 @@ std::vector<std::string> list_data_files(const std::vector<std::string>& paths);
 
 // All examples of one file, tokenized, with bad records reported to `log` and skipped.
 std::vector<Example> read_examples(const std::string& path, const tok::Tokenizer& tokenizer,
+                                   const DataOptions& options, BadDataLog& log);
+// The same from an open stream; `path` names it in messages and its extension (.jsonl / .json or
+// not) decides the format. No libtorch: fuzz/data_fuzz.cpp runs it from memory.
+std::vector<Example> read_examples(std::istream& in, const std::string& path, const tok::Tokenizer& tokenizer,
                                    const DataOptions& options, BadDataLog& log);
 
 struct StreamOptions {
