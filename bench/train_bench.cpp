@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "icae/infer/text_model.h"
+#include "icae/io/data_files.h"
 #include "icae/train/data.h"
 #include "icae/train/samples.h"
 #include "icae/train/step.h"
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
     d.min_context = o.context;
     train::StreamOptions so;
     so.seed = 0;
-    train::ExampleStream stream(train::list_data_files({o.data}), tm.tokenizer, d, so, nullptr);
+    train::ExampleStream stream(icae::list_data_files({o.data}), tm.tokenizer, d, so, nullptr);
     train::SampleOptions sopt;
     sopt.lm_ratio = 0;
     sopt.eos_id = tm.tokenizer->eos_id();

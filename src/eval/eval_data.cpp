@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "icae/train/data.h"
+#include "icae/io/data_files.h"
 #include "icae/util/error.h"
 
 namespace icae::eval {
@@ -96,7 +96,7 @@ std::vector<EvalSample> read_eval_data(const std::vector<std::string>& paths, Ev
   // sorted); unlike training, a bad record here is an error: an evaluation must not quietly
   // measure fewer samples than it was given.
   std::vector<EvalSample> out;
-  for (const auto& f : train::list_data_files(paths)) {
+  for (const auto& f : icae::list_data_files(paths)) {
     // PwC data is JSONL: text files found in a folder are not meant (one named explicitly is an error).
     const bool named = std::find(paths.begin(), paths.end(), f) != paths.end();
     if (kind == EvalDataKind::Pwc && !is_jsonl(f) && !named) continue;

@@ -1,10 +1,6 @@
 #include "icae/train/data.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,26 +31,6 @@ void BadDataLog::report(const std::string& where, const std::string& what) {
 namespace {
 
 bool has_ext(const fs::path& p, const char* ext) { return p.extension() == ext; }
-
-// Data files under a folder, recursively, with POSIX calls: libtorch.so exports its own
-// (newer-ABI) std::filesystem symbols, and walking directories through them has crashed here.
-void walk(const std::string& dir, std::vector<std::string>& out) {
-  DIR* d = ::opendir(dir.c_str());
-  ICAE_CHECK(d != nullptr, ErrorKind::Io, dir + ": cannot read folder: " + std::strerror(errno));
-  std::vector<std::string> names;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  for (const auto& n : names) {
-    const std::string path = dir + "/" + n;
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) continue;
-    if (S_ISDIR(st.st_mode)) walk(path, out);
-    else if (S_ISREG(st.st_mode) && (has_ext(n, ".txt") || has_ext(n, ".jsonl"))) out.push_back(path);
-  }
-}
 
 // As encode_plain (infer/text_model.h) does: no special tokens added, invalid UTF-8 an error
 // (checked before, see usable_text). Here so that the readers need no libtorch (fuzz/data_fuzz.cpp).
@@ -100,24 +76,6 @@ void add_text(const std::string& text, const std::string& where, const tok::Toke
 }
 
 }  // namespace
-
-std::vector<std::string> list_data_files(const std::vector<std::string>& paths) {
-  std::vector<std::string> out;
-  for (const auto& p : paths) {
-    struct stat st;
-    ICAE_CHECK(::stat(p.c_str(), &st) == 0, ErrorKind::Io, p + ": no such file or folder");
-    if (S_ISDIR(st.st_mode)) {
-      std::vector<std::string> found;
-      walk(p, found);
-      std::sort(found.begin(), found.end());
-      out.insert(out.end(), found.begin(), found.end());
-    } else {
-      out.push_back(p);
-    }
-  }
-  ICAE_CHECK(!out.empty(), ErrorKind::BadInput, "no data files (.txt or .jsonl) found");
-  return out;
-}
 
 std::vector<Example> read_examples(const std::string& path, const tok::Tokenizer& tokenizer, const DataOptions& o,
                                    BadDataLog& log) {

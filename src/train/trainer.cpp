@@ -17,6 +17,7 @@
 #include "icae/core/checkpoint.h"
 #include "icae/eval/text_metrics.h"
 #include "icae/infer/generate.h"
+#include "icae/io/data_files.h"
 #include "icae/util/device.h"
 #include "icae/util/error.h"
 

@@ -19,6 +19,7 @@
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/util/error.h"
+#include "golden_fixture.h"
 #include "test_paths.h"
 
 using namespace icae;
@@ -77,27 +78,11 @@ TEST(EvalData, ReadsFilesFoldersAndJsonlAndNamesBadLines) {
   EXPECT_THROW(eval::read_eval_data({(dir / "one.txt").string()}, eval::EvalDataKind::Pwc), Error);
 }
 
-struct Tiny {
-  std::shared_ptr<TextModel> text;
-  std::shared_ptr<LoadedAdapter> adapter;
-  TensorMap golden;
-};
-
-Tiny load_tiny() {
-  const std::string dir = test::golden_dir("tiny-llama");
-  Tiny t;
-  t.text = std::make_shared<TextModel>();
-  t.text->path = dir + "/base";
-  t.text->model = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
-  AdapterLoadOptions o;
-  o.lora_alpha = 32;
-  t.adapter = std::make_shared<LoadedAdapter>(load_adapter(dir + "/icae.safetensors", t.text->model, o));
-  t.golden = load_safetensors(dir + "/golden.safetensors");
-  return t;
-}
+// The golden tiny llama as the session takes it (golden_fixture.h).
+test::GoldenSession load_tiny() { return test::load_golden_session("tiny-llama"); }
 
 TEST(EvalIcae, AeMatchesDirectReconstructionAndTeacherForcing) {
-  Tiny t = load_tiny();
+  test::GoldenSession t = load_tiny();
   SessionOptions so;
   Session s(t.text, t.adapter, so);
   const auto c75 = to_ids(t.golden.at("context_ids")), c20 = to_ids(t.golden.at("context1_ids"));
@@ -136,7 +121,7 @@ TEST(EvalIcae, AeMatchesDirectReconstructionAndTeacherForcing) {
 }
 
 TEST(EvalIcae, LmPerplexitiesEqualExpOfTheDecoderLoss) {
-  Tiny t = load_tiny();
+  test::GoldenSession t = load_tiny();
   Session s(t.text, t.adapter);
   const auto text = to_ids(t.golden.at("context_ids"));  // 75 tokens: 40 context + 20 scored
   eval::LmEvalOptions o;
@@ -170,7 +155,7 @@ TEST(EvalIcae, LmPerplexitiesEqualExpOfTheDecoderLoss) {
 }
 
 TEST(EvalIcae, FtScoresAKnownAnswerAsPerfectAndTheBaseAnswerAsComputed) {
-  Tiny t = load_tiny();
+  test::GoldenSession t = load_tiny();
   SessionOptions so;
   so.max_new_tokens = 12;
   Session s(t.text, t.adapter, so);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "icae/core/checkpoint.h"
+#include "icae/io/data_files.h"
 #include "icae/io/tensor_io.h"
 #include "icae/tokenizer/tokenizer.h"
 #include "icae/train/data.h"

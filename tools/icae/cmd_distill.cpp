@@ -10,6 +10,7 @@
 #include "common.h"
 #include "usage.h"
 #include "icae/api.h"
+#include "icae/io/data_files.h"
 #include "icae/train/data.h"
 #include "icae/train/distill.h"
 #include "icae/util/error.h"
@@ -51,7 +52,7 @@ std::vector<std::string> draw_passages(const DistillArgs& a, const Session& s) {
   auto log = std::make_shared<train::BadDataLog>();
   // Count what the data holds first so that a small corpus is not drawn twice.
   int64_t available = 0;
-  const auto files = train::list_data_files(a.data);
+  const auto files = icae::list_data_files(a.data);
   for (const auto& f : files) available += static_cast<int64_t>(train::read_examples(f, *m.tokenizer, d, *log).size());
   ICAE_CHECK(available > 0, ErrorKind::BadInput, "no passage of at least " + std::to_string(a.min_context) +
                                                      " tokens in the data");

@@ -54,11 +54,6 @@ struct DataOptions {
   bool split_blocks = false;  // .txt: one document per blank-line-separated block, not per file
 };
 
-// The data files behind the given paths: files as they are, folders searched recursively for
-// .txt and .jsonl. Sorted. Throws icae::Error(Io) for a path that does not exist, and
-// (BadInput) when nothing is found.
-std::vector<std::string> list_data_files(const std::vector<std::string>& paths);
-
 // All examples of one file, tokenized, with bad records reported to `log` and skipped.
 std::vector<Example> read_examples(const std::string& path, const tok::Tokenizer& tokenizer,
                                    const DataOptions& options, BadDataLog& log);
