@@ -8,6 +8,8 @@
 // GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_ps); nothing here is uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -43,6 +45,9 @@ struct KernelArgs {
   const float* xsum;  // [n, blocks]: per-block sums of x, for Q4_1's min term
   int64_t n;
   float* y;           // [n, rows]
+  // The int8 kernels' activations (quantise_activations): x ~ xd[block] * xq.
+  const int8_t* xq = nullptr;  // [n, cols]
+  const float* xd = nullptr;   // [n, blocks]
 };
 
 // Portable version: groups [g0, g1) of 4 rows.
@@ -181,15 +186,185 @@ void groups_avx2(const KernelArgs& a, int64_t g0, int64_t g1) {
   else groups_avx2_t<false>(a, g0, g1);
 }
 
+// --- Kernels on 8-bit activations -------------------------------------------------------------
+// Each block of 32 activations becomes int8 with one float scale (round to nearest, scale
+// max|x| / 127), as llama.cpp's Q8_0 / Q8_1 activations do, so a block's dot product with the
+// weights' quants is an exact integer sum: y = sum_b d_w d_x (q . xq) [+ m_w sum_b x]. Q4_1's min
+// term uses the exact float sums of x. This rounds the activations (relative error ~ 1/254 per
+// block), unlike the float kernels above; in exchange one instruction multiplies 32-64 pairs.
+
+// Portable reference of the same arithmetic, for the tests and CPUs without AVX2.
+void groups_int8_scalar(const KernelArgs& a, int64_t g0, int64_t g1) {
+  const QuantMatrix& w = *a.w;
+  const int64_t blocks = w.cols / kQuantBlock, gb = group_bytes(w.format), qb = quant_bytes(w.format);
+  const bool q4 = w.format == QuantFormat::Q4_1;
+  const uint8_t* packed = w.packed.data_ptr<uint8_t>();
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t v = 0; v < a.n; ++v) {
+      float acc[kGroup] = {0, 0, 0, 0};
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* p = packed + (g * blocks + b) * gb;
+        const float* sc = reinterpret_cast<const float*>(p + kGroup * qb);
+        const int8_t* xb = a.xq + v * w.cols + b * kQuantBlock;
+        const float xd = a.xd[v * blocks + b];
+        for (int k = 0; k < kGroup; ++k) {
+          int32_t dot = 0;
+          for (int j = 0; j < 32; ++j) dot += static_cast<int32_t>(weight_at(w.format, p + k * qb, j)) * xb[j];
+          acc[k] += sc[k] * xd * static_cast<float>(dot) + (q4 ? sc[kGroup + k] * a.xsum[v * blocks + b] : 0.0f);
+        }
+      }
+      for (int k = 0; k < kGroup; ++k)
+        if (g * kGroup + k < w.rows) a.y[v * w.rows + g * kGroup + k] = acc[k];
+    }
+}
+
+// AVX2: vpmaddubsw (unsigned x signed bytes -> pairs of int16) then vpmaddwd with ones. Q4_1's
+// quants are 0..15, so the int16 pairs cannot saturate; Q8_0 moves the weights' signs onto the
+// activations (|w| x sign(w) x) so that the unsigned operand is |w| <= 128: 2 x 128 x 127 < 2^15.
+template <bool Q4>
+__attribute__((target("avx2,fma"))) void groups_int8_avx2_t(const KernelArgs& a, int64_t g0, int64_t g1) {
+  const QuantMatrix& w = *a.w;
+  const int64_t blocks = w.cols / kQuantBlock;
+  constexpr int64_t qb = Q4 ? 16 : 32, gb = kGroup * qb + kGroup * 4 * (Q4 ? 2 : 1);
+  const uint8_t* packed = static_cast<const uint8_t*>(w.packed.data_ptr());
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t v = 0; v < a.n; ++v) {
+      const int8_t* xv = a.xq + v * w.cols;
+      const float* xd = a.xd + v * blocks;
+      const float* xs = a.xsum + v * blocks;
+      __m256 acc[kGroup];
+      for (int k = 0; k < kGroup; ++k) acc[k] = _mm256_setzero_ps();
+      __m128 mins = _mm_setzero_ps();
+      const uint8_t* p = packed + g * blocks * gb;
+      for (int64_t b = 0; b < blocks; ++b, p += gb) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv + b * kQuantBlock));
+        const float* sc = reinterpret_cast<const float*>(p + kGroup * qb);
+        const __m128 scale = _mm_mul_ps(_mm_loadu_ps(sc), _mm_set1_ps(xd[b]));
+        alignas(16) float sk[kGroup];
+        _mm_store_ps(sk, scale);
+        for (int k = 0; k < kGroup; ++k) {
+          __m256i prod;
+          if (Q4) {
+            const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k * qb));
+            // Byte i holds weight i (low nibble) and weight i + 16 (high): [0..15 | 16..31].
+            const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low4), _mm_and_si128(raw, low4));
+            prod = _mm256_maddubs_epi16(q, x);
+          } else {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k * qb));
+            prod = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+          }
+          const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, ones));
+          acc[k] = _mm256_fmadd_ps(dot, _mm256_set1_ps(sk[k]), acc[k]);
+        }
+        if (Q4) mins = _mm_fmadd_ps(_mm_loadu_ps(sc + kGroup), _mm_set1_ps(xs[b]), mins);
+      }
+      float m[kGroup];
+      _mm_storeu_ps(m, mins);
+      for (int k = 0; k < kGroup; ++k)
+        if (g * kGroup + k < w.rows) a.y[v * w.rows + g * kGroup + k] = hsum_avx2(acc[k]) + m[k];
+    }
+}
+
+void groups_int8_avx2(const KernelArgs& a, int64_t g0, int64_t g1) {
+  if (a.w->format == QuantFormat::Q4_1) groups_int8_avx2_t<true>(a, g0, g1);
+  else groups_int8_avx2_t<false>(a, g0, g1);
+}
+
+// AVX-512 VNNI: vpdpbusd multiplies 64 byte pairs and adds them in fours into 16 int32 lanes.
+// Q4_1: one 64-byte load is a block of all 4 rows of a group (16 bytes each), so one register
+// holds weights 0..15 of the 4 rows (low nibbles) and another weights 16..31 (high nibbles), each
+// against x's 16 bytes broadcast to the four 128-bit lanes: 128-bit lane k sums row k.
+// Q8_0: two 64-byte loads (rows 0-1, rows 2-3), x's 32 bytes broadcast to both 256-bit halves,
+// and the weights' signs moved onto x as in the AVX2 kernel.
+template <bool Q4>
+__attribute__((target("avx512f,avx512bw,avx512vnni,fma"))) void groups_int8_vnni_t(const KernelArgs& a, int64_t g0,
+                                                                                     int64_t g1) {
+  const QuantMatrix& w = *a.w;
+  const int64_t blocks = w.cols / kQuantBlock;
+  constexpr int64_t qb = Q4 ? 16 : 32, gb = kGroup * qb + kGroup * 4 * (Q4 ? 2 : 1);
+  const uint8_t* packed = static_cast<const uint8_t*>(w.packed.data_ptr());
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  // Lane i of the scale vector takes row i / 4's scale (Q4_1) or i / 8 and 2 + i / 8 (Q8_0).
+  const __m512i by4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i by8lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i by8hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t v = 0; v < a.n; ++v) {
+      const int8_t* xv = a.xq + v * w.cols;
+      const float* xd = a.xd + v * blocks;
+      const float* xs = a.xsum + v * blocks;
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      __m128 mins = _mm_setzero_ps();
+      const uint8_t* p = packed + g * blocks * gb;
+      for (int64_t b = 0; b < blocks; ++b, p += gb) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+        const float* sc = reinterpret_cast<const float*>(p + kGroup * qb);
+        const __m512 scale =
+            _mm512_mul_ps(_mm512_castps128_ps512(_mm_loadu_ps(sc)), _mm512_set1_ps(xd[b]));  // lanes 0..3 used
+        if (Q4) {
+          const __m512i raw = _mm512_loadu_si512(p);
+          const __m512i lo = _mm512_and_si512(raw, low4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+          const __m512i x0 = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xv + b * 32)));
+          const __m512i x1 =
+              _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xv + b * 32 + 16)));
+          const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0), hi, x1);
+          acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(by4, scale), acc0);
+          mins = _mm_fmadd_ps(_mm_loadu_ps(sc + kGroup), _mm_set1_ps(xs[b]), mins);
+        } else {
+          const __m512i x =
+              _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv + b * 32)));
+          const __m512i q01 = _mm512_loadu_si512(p), q23 = _mm512_loadu_si512(p + 64);
+          const __m512i x01 = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(q01), _mm512_setzero_si512(), x);
+          const __m512i x23 = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(q23), _mm512_setzero_si512(), x);
+          const __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(q01), x01);
+          const __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(q23), x23);
+          acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), _mm512_permutexvar_ps(by8lo, scale), acc0);
+          acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), _mm512_permutexvar_ps(by8hi, scale), acc1);
+        }
+      }
+      alignas(64) float l0[16], l1[16];
+      _mm512_store_ps(l0, acc0);
+      _mm512_store_ps(l1, acc1);
+      float m[kGroup];
+      _mm_storeu_ps(m, mins);
+      for (int k = 0; k < kGroup; ++k) {
+        float sum = 0;
+        if (Q4) {
+          for (int i = 0; i < 4; ++i) sum += l0[4 * k + i];
+        } else {
+          const float* l = k < 2 ? l0 : l1;
+          for (int i = 0; i < 8; ++i) sum += l[8 * (k % 2) + i];
+        }
+        if (g * kGroup + k < w.rows) a.y[v * w.rows + g * kGroup + k] = sum + (Q4 ? m[k] : 0.0f);
+      }
+    }
+}
+
+void groups_int8_vnni(const KernelArgs& a, int64_t g0, int64_t g1) {
+  if (a.w->format == QuantFormat::Q4_1) groups_int8_vnni_t<true>(a, g0, g1);
+  else groups_int8_vnni_t<false>(a, g0, g1);
+}
+
+bool is_int8(QuantKernelKind k) {
+  return k == QuantKernelKind::Int8Scalar || k == QuantKernelKind::Int8Avx2 || k == QuantKernelKind::Int8Vnni;
+}
+
 using GroupsKernel = void (*)(const KernelArgs&, int64_t, int64_t);
 
 bool cpu_has_avx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool cpu_has_vnni() { return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni"); }
 
 GroupsKernel kernel_of(QuantKernelKind k) {
   switch (k) {
     case QuantKernelKind::Avx512: return groups_avx512;
     case QuantKernelKind::Avx2: return groups_avx2;
+    case QuantKernelKind::Int8Scalar: return groups_int8_scalar;
+    case QuantKernelKind::Int8Avx2: return groups_int8_avx2;
+    case QuantKernelKind::Int8Vnni: return groups_int8_vnni;
     default: return groups_scalar;
   }
 }
@@ -200,6 +375,8 @@ bool quant_kernel_supported(QuantKernelKind k) {
   switch (k) {
     case QuantKernelKind::Avx512: return cpu_has_avx512();
     case QuantKernelKind::Avx2: return cpu_has_avx2();
+    case QuantKernelKind::Int8Avx2: return cpu_has_avx2();
+    case QuantKernelKind::Int8Vnni: return cpu_has_vnni();
     default: return true;
   }
 }
@@ -210,7 +387,7 @@ QuantKernelKind quant_kernel_default() {
   static const QuantKernelKind kind = [] {
     const char* env = std::getenv("ICAE_QUANT_KERNEL");
     const std::string want = env ? env : "";
-    for (QuantKernelKind k : {QuantKernelKind::Scalar, QuantKernelKind::Avx2, QuantKernelKind::Avx512})
+    for (QuantKernelKind k : all_quant_kernels())
       if (want == quant_kernel_name(k) && quant_kernel_supported(k)) return k;
     return cpu_has_avx512() ? QuantKernelKind::Avx512 : cpu_has_avx2() ? QuantKernelKind::Avx2 : QuantKernelKind::Scalar;
   }();
@@ -218,10 +395,27 @@ QuantKernelKind quant_kernel_default() {
 }
 
 const char* quant_kernel_name(QuantKernelKind k) {
-  return k == QuantKernelKind::Avx512 ? "avx512" : k == QuantKernelKind::Avx2 ? "avx2" : "scalar";
+  switch (k) {
+    case QuantKernelKind::Avx512: return "avx512";
+    case QuantKernelKind::Avx2: return "avx2";
+    case QuantKernelKind::Int8Scalar: return "int8-scalar";
+    case QuantKernelKind::Int8Avx2: return "int8-avx2";
+    case QuantKernelKind::Int8Vnni: return "int8-vnni";
+    default: return "scalar";
+  }
 }
 
-bool quant_kernels_vectorised() { return quant_kernel_default() != QuantKernelKind::Scalar; }
+std::vector<QuantKernelKind> all_quant_kernels() {
+  return {QuantKernelKind::Scalar,     QuantKernelKind::Avx2,     QuantKernelKind::Avx512,
+          QuantKernelKind::Int8Scalar, QuantKernelKind::Int8Avx2, QuantKernelKind::Int8Vnni};
+}
+
+bool quant_kernel_rounds_activations(QuantKernelKind k) { return is_int8(k); }
+
+bool quant_kernels_vectorised() {
+  const QuantKernelKind k = quant_kernel_default();
+  return k != QuantKernelKind::Scalar && k != QuantKernelKind::Int8Scalar;
+}
 
 QuantMatrix QuantMatrix::cat_rows(const std::vector<QuantMatrix>& parts) {
   ICAE_CHECK(!parts.empty(), ErrorKind::Internal, "cat_rows of nothing");
@@ -285,6 +479,17 @@ at::Tensor QuantMatrix::dequantize() const {
   return out;
 }
 
+void quantise_activations(const float* x, int64_t blocks, int8_t* q, float* d) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* xb = x + b * kQuantBlock;
+    float amax = 0;
+    for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float scale = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+    d[b] = scale;
+    for (int j = 0; j < kQuantBlock; ++j) q[b * kQuantBlock + j] = static_cast<int8_t>(std::nearbyint(xb[j] * inv));
+  }
+}
+
 void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y) {
   quant_gemv(w, x, n, y, quant_kernel_default());
 }
@@ -301,7 +506,16 @@ void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y, Quant
       for (int j = 0; j < kQuantBlock; ++j) s += x[v * w.cols + b * kQuantBlock + j];
       xsum[v * blocks + b] = s;
     }
-  const KernelArgs args{&w, x, xsum.data(), n, y};
+  KernelArgs args{&w, x, xsum.data(), n, y};
+  std::vector<int8_t> xq;
+  std::vector<float> xd;
+  if (is_int8(kind)) {
+    xq.resize(n * w.cols);
+    xd.resize(n * blocks);
+    quantise_activations(x, n * blocks, xq.data(), xd.data());
+    args.xq = xq.data();
+    args.xd = xd.data();
+  }
   const GroupsKernel kernel = kernel_of(kind);
   const int64_t groups = (w.rows + kGroup - 1) / kGroup;
   decode_parallel_for(groups, 8, [&](int64_t begin, int64_t end) { kernel(args, begin, end); });

@@ -33,22 +33,52 @@ QuantMatrix random_matrix(QuantFormat f, int64_t rows, int64_t cols, uint64_t se
 
 class QuantKernel : public ::testing::TestWithParam<QuantFormat> {};
 
-// Every kernel this CPU runs (scalar, AVX2, AVX-512) against a double-precision product.
+// x with each block of 32 rounded as the int8 kernels round it (dequantised again).
+at::Tensor round_like_int8_kernels(const at::Tensor& x) {
+  at::Tensor c = x.contiguous();
+  const int64_t blocks = c.numel() / kQuantBlock;
+  std::vector<int8_t> q(c.numel());
+  std::vector<float> d(blocks);
+  quantise_activations(c.data_ptr<float>(), blocks, q.data(), d.data());
+  at::Tensor out = at::empty_like(c);
+  for (int64_t i = 0; i < c.numel(); ++i) out.data_ptr<float>()[i] = d[i / kQuantBlock] * q[i];
+  return out;
+}
+
+// Every kernel this CPU runs against a double-precision product: the float kernels with x as it
+// is, the int8 kernels with x rounded as they round it (so both are exact up to summation order).
 TEST_P(QuantKernel, EqualsDenseProductWithDequantisedWeights) {
   QuantMatrix w = random_matrix(GetParam(), 202, 576, 3);
   at::Tensor dense = w.dequantize();
   ASSERT_TRUE(dense.isfinite().all().item<bool>());
+  // Q4_1's min part of the weights alone (the same blocks with zero quants).
+  QuantMatrix zero_quants = w;
+  if (w.format == QuantFormat::Q4_1) {
+    zero_quants.data = w.data.clone();
+    zero_quants.data.view({w.rows, -1, quant_block_bytes(w.format)}).narrow(2, 4, 16).zero_();
+    zero_quants.prepare();
+  }
+  const at::Tensor mins = w.format == QuantFormat::Q4_1 ? zero_quants.dequantize() : at::zeros_like(dense);
   int kernels = 0;
-  for (QuantKernelKind k : {QuantKernelKind::Scalar, QuantKernelKind::Avx2, QuantKernelKind::Avx512}) {
+  for (QuantKernelKind k : all_quant_kernels()) {
     if (!quant_kernel_supported(k)) continue;
     ++kernels;
     for (int64_t n : {1, 3, 8, 11}) {  // 202 rows: 4-row steps and a remainder
       at::Tensor x = at::randn({n, 576});
+      if (n == 3) x[1].narrow(0, 64, 32).zero_();  // an all-zero block (scale 0)
+      const bool rounds = quant_kernel_rounds_activations(k);
       at::Tensor ref = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
-      EXPECT_LE(max_relative_error(quant_linear(x, w, k), ref), 1e-5) << quant_kernel_name(k) << ", " << n << " vectors";
+      if (rounds)  // the scale term with the rounded x; Q4_1's min term keeps exact sums of x
+        ref = ref - at::matmul((x - round_like_int8_kernels(x)).to(at::kDouble), (dense - mins).to(at::kDouble).t());
+      const at::Tensor y = quant_linear(x, w, k);
+      EXPECT_LE(max_relative_error(y, ref), 1e-5) << quant_kernel_name(k) << ", " << n << " vectors";
+      if (rounds) {  // and near the exact product: activations rounded to 8 bits per block
+        at::Tensor exact = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
+        EXPECT_LE(max_relative_error(y, exact), 2e-2) << quant_kernel_name(k);
+      }
     }
   }
-  EXPECT_GE(kernels, 1);
+  EXPECT_GE(kernels, 2);  // at least the two portable loops
   // Leading dimensions and bf16 inputs are handled.
   at::Tensor x = at::randn({2, 1, 576});
   EXPECT_EQ(quant_linear(x, w).sizes(), (std::vector<int64_t>{2, 1, 202}));
@@ -60,6 +90,26 @@ TEST_P(QuantKernel, StackedRowsDequantiseInOrder) {
   QuantMatrix ab = QuantMatrix::cat_rows({a, b});
   EXPECT_EQ(ab.rows, 96);
   EXPECT_TRUE(at::equal(ab.dequantize(), at::cat({a.dequantize(), b.dequantize()}, 0)));
+}
+
+TEST(QuantActivations, RoundsEachBlockToInt8WithItsMaxScale) {
+  std::vector<float> x(64, 0.0f);
+  x[0] = 127.0f;  // the block's maximum: scale 1
+  x[1] = -63.5f;  // halves round to even
+  x[2] = 0.25f;
+  x[3] = 0.75f;
+  x[4] = 2.5f;
+  std::vector<int8_t> q(64);
+  std::vector<float> d(2);
+  quantise_activations(x.data(), 2, q.data(), d.data());
+  EXPECT_EQ(d[0], 1.0f);
+  EXPECT_EQ(q[0], 127);
+  EXPECT_EQ(q[1], -64);
+  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(q[3], 1);
+  EXPECT_EQ(q[4], 2);
+  EXPECT_EQ(d[1], 0.0f);  // the all-zero second block
+  EXPECT_EQ(q[40], 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantKernel, ::testing::Values(QuantFormat::Q4_1, QuantFormat::Q8_0));
