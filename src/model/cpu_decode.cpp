@@ -102,6 +102,52 @@ void axpy(float a, const T* v, float* out, int64_t d) {
   for (int64_t i = 0; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
 }
 
+// One query head over positions 0..len-1 of its key/value rows, head_dim D = 16 V, with AVX-512:
+// q and the output accumulator stay in registers (V vectors each) instead of being re-read and
+// re-written per position, the way the generic loop below does. sc: len scores of scratch.
+template <typename T, int V>
+__attribute__((target("avx512f,fma"))) void attend_head_avx512(const float* q, const T* k, const T* v, int64_t len,
+                                                               float scale, float* sc, float* out) {
+  constexpr int64_t D = 16 * V;
+  __m512 qv[V];
+  for (int i = 0; i < V; ++i) qv[i] = _mm512_loadu_ps(q + 16 * i);
+  float mx = -INFINITY;
+  for (int64_t s = 0; s < len; ++s) {
+    const T* ks = k + s * D;
+    __m512 a = _mm512_mul_ps(qv[0], load16(ks));
+    for (int i = 1; i < V; ++i) a = _mm512_fmadd_ps(qv[i], load16(ks + 16 * i), a);
+    sc[s] = _mm512_reduce_add_ps(a) * scale;
+    mx = std::max(mx, sc[s]);
+  }
+  float sum = 0;
+  for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
+  __m512 o[V];
+  for (int i = 0; i < V; ++i) o[i] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < len; ++s) {
+    const __m512 w = _mm512_set1_ps(sc[s]);
+    const T* vs = v + s * D;
+    for (int i = 0; i < V; ++i) o[i] = _mm512_fmadd_ps(w, load16(vs + 16 * i), o[i]);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / sum);
+  for (int i = 0; i < V; ++i) _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(o[i], inv));
+}
+
+// The same for any head_dim and CPU, through dot / axpy.
+template <typename T>
+void attend_head_generic(const float* q, const T* k, const T* v, int64_t len, int64_t d, float scale, float* sc,
+                         float* out) {
+  float mx = -INFINITY;
+  for (int64_t s = 0; s < len; ++s) {
+    sc[s] = dot(q, k + s * d, d) * scale;
+    mx = std::max(mx, sc[s]);
+  }
+  float sum = 0;
+  for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
+  const float inv_sum = 1.0f / sum;
+  std::fill(out, out + d, 0.0f);
+  for (int64_t s = 0; s < len; ++s) axpy(sc[s] * inv_sum, v + s * d, out, d);
+}
+
 // Writes this position's k and v into the cache and computes softmax(q k^T / sqrt(D)) v for
 // every query head over positions 0..pos. T is the cache's element type.
 template <typename T>
@@ -116,6 +162,7 @@ void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, 
       values[(g * cap + pos) * d + i] = static_cast<T>(qkv[(hq + hkv + g) * d + i]);
     }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
   decode_parallel_for(hq, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t head = h0; head < h1; ++head) {
       const int64_t g = head / group;
@@ -123,17 +170,10 @@ void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, 
       const T* kg = keys + g * cap * d;
       const T* vg = values + g * cap * d;
       float* sc = scores + head * len;
-      float mx = -INFINITY;
-      for (int64_t s = 0; s < len; ++s) {
-        sc[s] = dot(qh, kg + s * d, d) * scale;
-        mx = std::max(mx, sc[s]);
-      }
-      float sum = 0;
-      for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
-      const float inv_sum = 1.0f / sum;
       float* out = attn + head * d;
-      std::fill(out, out + d, 0.0f);
-      for (int64_t s = 0; s < len; ++s) axpy(sc[s] * inv_sum, vg + s * d, out, d);
+      if (avx512 && d == 64) attend_head_avx512<T, 4>(qh, kg, vg, len, scale, sc, out);
+      else if (avx512 && d == 128) attend_head_avx512<T, 8>(qh, kg, vg, len, scale, sc, out);
+      else attend_head_generic(qh, kg, vg, len, d, scale, sc, out);
     }
   });
 }
