@@ -102,6 +102,13 @@ void axpy(float a, const T* v, float* out, int64_t d) {
   for (int64_t i = 0; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
 }
 
+// The softmax's numerator in place, sc[s] = exp(sc[s] - mx), and its sum.
+float exp_in_place(float* sc, int64_t len, float mx) {
+  float sum = 0;
+  for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
+  return sum;
+}
+
 // One query head over positions 0..len-1 of its key/value rows, head_dim D = 16 V, with AVX-512:
 // q and the output accumulator stay in registers (V vectors each) instead of being re-read and
 // re-written per position, the way the generic loop below does. sc: len scores of scratch.
@@ -119,8 +126,7 @@ __attribute__((target("avx512f,fma"))) void attend_head_avx512(const float* q, c
     sc[s] = _mm512_reduce_add_ps(a) * scale;
     mx = std::max(mx, sc[s]);
   }
-  float sum = 0;
-  for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
+  const float sum = exp_in_place(sc, len, mx);
   __m512 o[V];
   for (int i = 0; i < V; ++i) o[i] = _mm512_setzero_ps();
   for (int64_t s = 0; s < len; ++s) {
@@ -141,8 +147,7 @@ void attend_head_generic(const float* q, const T* k, const T* v, int64_t len, in
     sc[s] = dot(q, k + s * d, d) * scale;
     mx = std::max(mx, sc[s]);
   }
-  float sum = 0;
-  for (int64_t s = 0; s < len; ++s) sum += (sc[s] = std::exp(sc[s] - mx));
+  const float sum = exp_in_place(sc, len, mx);
   const float inv_sum = 1.0f / sum;
   std::fill(out, out + d, 0.0f);
   for (int64_t s = 0; s < len; ++s) axpy(sc[s] * inv_sum, v + s * d, out, d);

@@ -5,9 +5,11 @@
 #include <filesystem>
 
 #include "icae/eval/golden_check.h"
+#include "icae/eval/model_shapes.h"
 #include "icae/io/model_loader.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/quant_matrix.h"
+#include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
 #include "test_paths.h"
 
@@ -16,7 +18,7 @@ using namespace icae;
 namespace {
 
 // Random but valid blocks: finite f16 scales (and mins), random quants.
-QuantMatrix random_matrix(QuantFormat f, int64_t rows, int64_t cols, uint64_t seed) {
+QuantMatrix random_matrix(QuantFormat f, int64_t rows, int64_t cols, uint64_t seed, double scale = 0.05) {
   at::manual_seed(seed);
   QuantMatrix m;
   m.format = f;
@@ -24,7 +26,7 @@ QuantMatrix random_matrix(QuantFormat f, int64_t rows, int64_t cols, uint64_t se
   m.cols = cols;
   const int64_t blocks = cols / kQuantBlock, bytes = quant_block_bytes(f);
   m.data = at::randint(0, 256, {rows, blocks * bytes}, at::kLong).to(at::kByte);
-  at::Tensor scales = (at::rand({rows, blocks, f == QuantFormat::Q4_1 ? 2 : 1}) * 0.1 - 0.05).to(at::kHalf);
+  at::Tensor scales = ((at::rand({rows, blocks, f == QuantFormat::Q4_1 ? 2 : 1}) * 2 - 1) * scale).to(at::kHalf);
   auto view = m.data.view({rows, blocks, bytes});
   view.narrow(2, 0, scales.size(2) * 2).copy_(scales.view(at::kByte).view({rows, blocks, scales.size(2) * 2}));
   m.prepare();
@@ -169,5 +171,60 @@ TEST(QuantDecode, FusedBf16DecodingStaysCloseToFloat32) {
   }
   EXPECT_EQ(cf.length(), 6);
 }
+
+}  // namespace
+
+namespace {
+
+// The fused CPU decoding path against the ATen path on random Q8_0 weights, for head sizes that
+// take each attention loop: 64 and 128 the register-resident AVX-512 one (where the CPU has it),
+// 32 the generic one. The dense model holds the blocks' exact values, so only summation order
+// differs; 40 positions make the attention span several cache lines of scores.
+class FusedDecodeHeadDim : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(FusedDecodeHeadDim, EqualsTheAtenPathTokenByToken) {
+  ModelConfig c;
+  c.vocab_size = 96;
+  c.head_dim = GetParam();
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.hidden_size = 256;
+  c.intermediate_size = 320;
+  c.num_hidden_layers = 2;
+  c.tie_word_embeddings = true;
+  c.max_position_embeddings = 64;
+  c.validate();
+  TensorMap dense = eval::random_weights(c, at::kCPU, at::kFloat, 5);
+  std::unordered_map<std::string, QuantMatrix> blocks;
+  uint64_t seed = 100;
+  for (const TensorRoleInfo& info : tensor_roles()) {
+    if (info.kind != TensorKind::Matrix || !has_tensor(c, info.role)) continue;
+    for (int64_t l = 0; l < (info.per_layer ? c.num_hidden_layers : 1); ++l) {
+      const std::string name = hf_name(info.role, info.per_layer ? l : -1);
+      const std::vector<int64_t> shape = tensor_shape(c, info.role);
+      QuantMatrix m = random_matrix(QuantFormat::Q8_0, shape[0], shape[1], ++seed, 4e-4);
+      dense[name] = m.dequantize();
+      blocks.emplace(name, std::move(m));
+    }
+  }
+  Transformer ref(c, dense, ModelLoadOptions{});
+  Transformer fast(c, dense, ModelLoadOptions{});
+  fast.attach_quantized(blocks);
+  at::NoGradGuard no_grad;
+  KVCache cf(c, {1, 48, at::kCPU, at::kFloat}), cr(c, {1, 48, at::kCPU, at::kFloat});
+  ForwardOptions of, orf;
+  of.cache = &cf;
+  orf.cache = &cr;
+  for (int64_t t = 0; t < 40; ++t) {
+    ForwardInput in;
+    in.input_ids = at::full({1, 1}, (t * 37 + 11) % c.vocab_size, at::kLong);
+    ASSERT_TRUE(fast.uses_fast_decode(in, of));
+    ASSERT_FALSE(ref.uses_fast_decode(in, orf));
+    at::Tensor lf = fast.forward(in, of).logits, lr = ref.forward(in, orf).logits;
+    ASSERT_LE(max_relative_error(lf, lr), 1e-4) << "position " << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(HeadDims, FusedDecodeHeadDim, ::testing::Values(int64_t{32}, int64_t{64}, int64_t{128}));
 
 }  // namespace
