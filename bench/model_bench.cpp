@@ -36,6 +36,7 @@
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/eval/model_shapes.h"
+#include "icae/infer/generate.h"
 #include "icae/io/model_loader.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/tensor_names.h"
@@ -221,7 +222,7 @@ std::vector<Result> run_all(std::shared_ptr<const Transformer> model, const Opti
           ForwardInput step;
           step.input_ids = at::full({1, 1}, id, at::kLong);
           at::Tensor logits = model->forward(step, fo).logits;
-          id = logits.view({-1}).argmax().item<int64_t>();
+          id = greedy_pick(logits.view({-1}));
         }
         sync(device);
         return ms_since(t0) / static_cast<double>(o.gen);

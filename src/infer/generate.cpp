@@ -3,12 +3,26 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
 
 namespace icae {
+
+int64_t greedy_pick(const at::Tensor& logits) {
+  if (!logits.device().is_cpu() || logits.scalar_type() != at::kFloat || !logits.is_contiguous())
+    return logits.argmax().item<int64_t>();
+  ICAE_CHECK(logits.numel() > 0, ErrorKind::Usage, "greedy_pick: empty logits");
+  const float* p = logits.data_ptr<float>();
+  int64_t best = 0;
+  for (int64_t i = 0; i < logits.numel(); ++i) {
+    if (std::isnan(p[i])) return i;
+    if (p[i] > p[best]) best = i;
+  }
+  return best;
+}
 
 Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(options.seed) {
   ICAE_CHECK(options.temperature >= 0, ErrorKind::Usage, "temperature must be >= 0");
@@ -17,7 +31,7 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(optio
 }
 
 int64_t Sampler::pick(const at::Tensor& logits_in) {
-  if (options_.temperature <= 0) return logits_in.argmax().item<int64_t>();
+  if (options_.temperature <= 0) return greedy_pick(logits_in);
   at::Tensor logits = logits_in.to(at::kCPU).to(at::kDouble) / options_.temperature;
   const int64_t v = logits.size(0);
   const int64_t k = options_.top_k > 0 ? std::min(options_.top_k, v) : v;

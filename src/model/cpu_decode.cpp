@@ -168,7 +168,12 @@ void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, 
     }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  decode_parallel_for(hq, 1, [&](int64_t h0, int64_t h1) {
+  // One contiguous run of heads per thread rather than many small chunks: the query heads of a
+  // group read the same keys and values, and a thread that takes all of a group's heads reads them
+  // once (from its own cache after the first head). Small chunks handed out as threads came sent
+  // both threads over every group, and decoding at depth 512 was ~10% slower for it.
+  const int64_t per_thread = (hq + at::get_num_threads() - 1) / at::get_num_threads();
+  decode_parallel_for(hq, per_thread, [&](int64_t h0, int64_t h1) {
     for (int64_t head = h0; head < h1; ++head) {
       const int64_t g = head / group;
       const float* qh = qkv + head * d;
