@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "icae/core/checkpoint.h"
 #include "icae/eval/text_metrics.h"
@@ -394,6 +396,25 @@ void Trainer::save() {
 
 // --- the loop -------------------------------------------------------------------------------
 
+namespace {
+// One line for people: the held-out measures this run has (pretraining: AE, LM, plain LM, BLEU;
+// fine-tuning: FT), the same at update 0 and later.
+std::string eval_line(int64_t step, const nlohmann::json& m) {
+  static const std::pair<const char*, const char*> kShown[] = {
+      {"eval_ae_loss", "ae"}, {"eval_lm_loss", "lm"}, {"eval_plain_lm_loss", "plain-lm"},
+      {"eval_ft_loss", "ft"}, {"eval_ae_bleu", "bleu"}};
+  std::string line = "eval @" + std::to_string(step) + ":";
+  char value[64];
+  for (const auto& [key, label] : kShown) {
+    if (!m.contains(key) || !m[key].is_number()) continue;
+    std::snprintf(value, sizeof value, "  %s %.4f", label, m[key].get<double>());
+    line += value;
+  }
+  std::snprintf(value, sizeof value, "  (%.1fs)", m.value("eval_s", 0.0));
+  return line + value;
+}
+}  // namespace
+
 int Trainer::run() {
   SignalScope signals;
   Progress progress(options_.steps);
@@ -404,7 +425,7 @@ int Trainer::run() {
   if (leader() && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0) {
     EvalResult e = evaluate();
     metrics_->write(e.metrics);
-    progress.message("eval @0: " + e.metrics.dump());
+    progress.message(eval_line(0, e.metrics));
   }
   // The other ranks wait here, not in the first update's all-reduce, while rank 0 evaluates.
   if (comm_ && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0)
@@ -451,12 +472,7 @@ int Trainer::run() {
         warned_plateau = true;
       }
       metrics_->write(e.metrics);
-      char line[256];
-      std::snprintf(line, sizeof line, "eval @%lld: ae %.4f  lm %.4f  plain-lm %.4f  ft %.4f  bleu %.3f  (%.1fs)",
-                    static_cast<long long>(progress_.step), m.value("eval_ae_loss", 0.0), m.value("eval_lm_loss", 0.0),
-                    m.value("eval_plain_lm_loss", 0.0), m.value("eval_ft_loss", 0.0), m.value("eval_ae_bleu", 0.0),
-                    m.value("eval_s", 0.0));
-      progress.message(line);
+      progress.message(eval_line(progress_.step, m));
     }
     // A stop request on any rank stops every rank after the same update.
     bool stop = g_stop.load();
