@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "icae/core/icae.h"
 #include "icae/model/kv_cache.h"
 #include "icae/util/error.h"
 
@@ -23,7 +24,64 @@ struct DecodeBatch::Row {
   explicit Row(const SamplingOptions& s) : sampler(s) {}
 };
 
-DecodeBatch::DecodeBatch(Session& session) : session_(session) {}
+// A kept slot prefix: its embeddings (the key, compared exactly) and each layer's keys and values.
+struct DecodeBatch::Prefix {
+  at::Tensor embeds;                      // [length, H], the base model's dtype
+  std::vector<at::Tensor> keys, values;   // per layer [1, Hkv, length, D]
+  int64_t bytes = 0;
+};
+
+DecodeBatch::DecodeBatch(Session& session, const DecodeBatchOptions& options) : session_(session), options_(options) {
+  ICAE_CHECK(options.prefix_cache_bytes >= 0, ErrorKind::Usage, "prefix_cache_bytes must be >= 0");
+}
+
+namespace {
+// Positions of the row's prefix up to and including its last slot placeholder (0: no slots, or
+// nothing after them — the last position's logits are needed, so there is nothing to split).
+int64_t slot_prefix_length(const Session& session, const DecodeRow& row) {
+  if (!session.has_adapter() || !row.slots.defined() || row.slots.size(0) == 0) return 0;
+  const int64_t placeholder = session.icae().ids().mem_first;
+  for (int64_t i = static_cast<int64_t>(row.prefix.size()) - 1; i >= 0; --i)
+    if (row.prefix[i] == placeholder) return i + 1 < static_cast<int64_t>(row.prefix.size()) ? i + 1 : 0;
+  return 0;
+}
+}  // namespace
+
+void DecodeBatch::fill_prefix(const at::Tensor& head, KVCache& cache) {
+  const Transformer& base = session_.base();
+  const int64_t layers = base.config().num_hidden_layers, length = head.size(0);
+  for (auto it = prefixes_.begin(); it != prefixes_.end(); ++it)
+    if (it->embeds.size(0) == length && at::equal(it->embeds, head)) {
+      for (int64_t l = 0; l < layers; ++l) cache.append(l, it->keys[l], it->values[l]);
+      cache.advance(length);
+      prefixes_.splice(prefixes_.begin(), prefixes_, it);  // most recently used
+      ++prefix_hits_;
+      return;
+    }
+  ++prefix_misses_;
+  ForwardOptions fo;
+  fo.cache = &cache;
+  fo.compute_logits = false;
+  ForwardInput in;
+  in.inputs_embeds = head.unsqueeze(0);  // [1, length, H]
+  base.forward(in, fo);
+  if (options_.prefix_cache_bytes == 0) return;
+  Prefix p;
+  p.embeds = head.clone();
+  p.bytes = p.embeds.nbytes();
+  for (int64_t l = 0; l < layers; ++l) {
+    p.keys.push_back(cache.key_buffer(l).narrow(2, 0, length).clone());
+    p.values.push_back(cache.value_buffer(l).narrow(2, 0, length).clone());
+    p.bytes += p.keys.back().nbytes() + p.values.back().nbytes();
+  }
+  if (p.bytes > options_.prefix_cache_bytes) return;
+  while (prefix_bytes_ + p.bytes > options_.prefix_cache_bytes && !prefixes_.empty()) {
+    prefix_bytes_ -= prefixes_.back().bytes;
+    prefixes_.pop_back();
+  }
+  prefix_bytes_ += p.bytes;
+  prefixes_.push_front(std::move(p));
+}
 DecodeBatch::~DecodeBatch() = default;
 
 uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling, TokenCallback on_token) {
@@ -51,11 +109,14 @@ uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling
   co.device = base.device();
   co.dtype = base.dtype();
   r->cache = std::make_unique<KVCache>(base.config(), co);
+  embeds = embeds.to(base.dtype());
+  const int64_t head = slot_prefix_length(session_, row);
+  if (head > 0) fill_prefix(embeds.narrow(0, 0, head), *r->cache);
   ForwardOptions fo;
   fo.cache = r->cache.get();
   fo.last_position_only = true;
   ForwardInput in;
-  in.inputs_embeds = embeds.to(base.dtype()).unsqueeze(0);  // [1, T, H]
+  in.inputs_embeds = embeds.narrow(0, head, embeds.size(0) - head).unsqueeze(0);  // [1, T - head, H]
   at::Tensor logits = base.forward(in, fo).logits.view({1, -1});
   advance(*r, logits[0]);
   rows_.push_back(std::move(r));

@@ -96,6 +96,13 @@ std::string Metrics::prometheus(const Gauges& g) const {
     << "# HELP icae_decode_row_steps_total Tokens decoded by those steps (rows per step, summed; over steps: the "
        "mean batch width).\n# TYPE icae_decode_row_steps_total counter\nicae_decode_row_steps_total "
     << g.row_steps << "\n"
+    << "# HELP icae_slot_prefix_hits_total Decodes whose slot prefix (template head + slots) was kept from an "
+       "earlier question: only the prompt was prefilled.\n# TYPE icae_slot_prefix_hits_total counter\n"
+       "icae_slot_prefix_hits_total "
+    << g.prefix_hits << "\n"
+    << "# HELP icae_slot_prefix_misses_total Decodes that prefilled their slot prefix.\n"
+       "# TYPE icae_slot_prefix_misses_total counter\nicae_slot_prefix_misses_total "
+    << g.prefix_misses << "\n"
     << "# HELP icae_requests_cancelled_total Decodes dropped from the queue or ended because their client closed "
        "the connection.\n# TYPE icae_requests_cancelled_total counter\nicae_requests_cancelled_total "
     << g.cancelled << "\n";

@@ -28,6 +28,8 @@ class Metrics {
     int64_t decode_steps = 0;    // steps it has run (counter, kept by the worker)
     int64_t row_steps = 0;       // tokens those steps decoded (counter)
     int64_t cancelled = 0;       // decodes whose client went away (counter)
+    int64_t prefix_hits = 0;     // decodes that reused a kept slot prefix (counter)
+    int64_t prefix_misses = 0;   // decodes that prefilled theirs (counter)
   };
   std::string prometheus(const Gauges& g) const;
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <tuple>
 
 #include "icae/core/icae.h"
 #include "icae/infer/fingerprint.h"
@@ -283,6 +284,7 @@ std::string Service::metrics_text(int64_t in_flight) const {
   g.decode_rows = worker_.decode_rows();
   g.decode_steps = worker_.steps();
   g.row_steps = worker_.row_steps();
+  std::tie(g.prefix_hits, g.prefix_misses) = worker_.prefix_hits_misses();
   g.cancelled = worker_.cancelled();
   return metrics_.prometheus(g);
 }

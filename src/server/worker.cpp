@@ -80,6 +80,11 @@ int64_t Worker::row_steps() const {
   return row_steps_;
 }
 
+std::pair<int64_t, int64_t> Worker::prefix_hits_misses() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return {prefix_hits_, prefix_misses_};
+}
+
 int64_t Worker::cancelled() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return cancelled_;
@@ -91,6 +96,7 @@ void Worker::loop() {
   at::init_num_threads();
   at::NoGradGuard no_grad;
   auto batch = std::make_unique<DecodeBatch>(session_);
+  int64_t earlier_hits = 0, earlier_misses = 0;  // of batches replaced after a failed step
   struct Running {
     Job* job;
     Clock::time_point joined;
@@ -161,6 +167,8 @@ void Worker::loop() {
       // A failed step leaves the batch in no known state: its rows fail, the next start afresh.
       for (auto& [h, r] : running) r.job->done.set_exception(std::current_exception());
       running.clear();
+      earlier_hits += batch->prefix_hits();
+      earlier_misses += batch->prefix_misses();
       batch = std::make_unique<DecodeBatch>(session_);
     }
     {
@@ -168,6 +176,8 @@ void Worker::loop() {
       if (width > 0) ++steps_;
       row_steps_ += width;
       cancelled_ += gone;
+      prefix_hits_ = earlier_hits + batch->prefix_hits();
+      prefix_misses_ = earlier_misses + batch->prefix_misses();
     }
     const auto after = Clock::now();
     for (DecodeBatch::Finished& f : batch->take_finished()) {

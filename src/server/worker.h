@@ -20,6 +20,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "icae/infer/session.h"
@@ -56,6 +57,9 @@ class Worker {
   int64_t steps() const;         // decode steps run so far
   int64_t row_steps() const;     // tokens those steps decoded (rows per step, summed)
   int64_t cancelled() const;     // decodes ended or dropped because their client went away
+  // Decodes whose slot prefix (template head + slots) was kept from an earlier question / was
+  // prefilled (see DecodeBatch).
+  std::pair<int64_t, int64_t> prefix_hits_misses() const;
   // Runs what is queued and decoding, then ends the thread. Idempotent.
   void stop();
 
@@ -77,7 +81,7 @@ class Worker {
   std::condition_variable wake_;
   std::deque<Job*> queue_;
   bool stopping_ = false;
-  int64_t decode_rows_ = 0, steps_ = 0, row_steps_ = 0, cancelled_ = 0;
+  int64_t decode_rows_ = 0, steps_ = 0, row_steps_ = 0, cancelled_ = 0, prefix_hits_ = 0, prefix_misses_ = 0;
   std::thread thread_;
 };
 

@@ -191,4 +191,52 @@ TEST_P(DecodeBatchGolden, AnEndedRowLeavesWithItsReasonAndTheOthersGoOn) {
   EXPECT_TRUE(f[0].completion.ids.empty());
 }
 
+// Compress once, ask many: the second question about the same slots copies the kept keys and
+// values of [template head, slots] and prefills only its prompt; its tokens equal those with the
+// cache off and those of Session::run. Other slots miss; a byte bound of 0 keeps nothing.
+TEST_P(DecodeBatchGolden, QuestionsAboutTheSameSlotsReuseTheirPrefix) {
+  Golden g = load_golden(GetParam());
+  SessionOptions so;
+  so.max_new_tokens = 10;
+  Session s(g.text, g.adapter, so);
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> slots = s.compress({to_ids(g.golden.at("context_ids")), to_ids(g.golden.at("context1_ids"))});
+  const std::vector<DecodeRow> rows = {s.answer_row(slots[0], std::vector<int64_t>{5, 9, 11}),
+                                       s.answer_row(slots[0], std::vector<int64_t>{12, 7}),
+                                       s.reconstruct_row(slots[0]), s.answer_row(slots[1], std::vector<int64_t>{5, 9, 11})};
+  auto decode_all = [&](DecodeBatch& batch) {
+    std::vector<Completion> out;
+    for (const DecodeRow& row : rows) {
+      const uint64_t h = batch.join(row, {});
+      while (batch.running() > 0) batch.step();
+      for (auto& f : batch.take_finished())
+        if (f.handle == h) out.push_back(f.completion);
+    }
+    return out;
+  };
+  DecodeBatch cached(s);
+  DecodeBatchOptions off;
+  off.prefix_cache_bytes = 0;
+  DecodeBatch uncached(s, off);
+  const std::vector<Completion> a = decode_all(cached), b = decode_all(uncached);
+  ASSERT_EQ(a.size(), rows.size());
+  ASSERT_EQ(b.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(a[i].ids, b[i].ids) << "row " << i;
+    EXPECT_EQ(a[i].ids, s.run({rows[i]}).front().ids) << "row " << i;
+    EXPECT_EQ(a[i].prefix_tokens, b[i].prefix_tokens) << "row " << i;
+  }
+  // Rows 0 and 1 share [head, slots 0]; the reconstruction's layout has no template head, so it
+  // is its own prefix; row 3 has other slots.
+  EXPECT_EQ(cached.prefix_misses() + cached.prefix_hits(), 4);
+  EXPECT_GE(cached.prefix_hits(), 1);
+  EXPECT_GT(cached.prefix_cache_bytes(), 0);
+  EXPECT_EQ(uncached.prefix_hits(), 0);
+  EXPECT_EQ(uncached.prefix_cache_bytes(), 0);
+  // The same rows again: every prefix is kept now.
+  const int64_t hits = cached.prefix_hits();
+  decode_all(cached);
+  EXPECT_EQ(cached.prefix_hits(), hits + 4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, DecodeBatchGolden, ::testing::Values("tiny-llama", "tiny-mistral"));

@@ -242,6 +242,10 @@ TEST(Serve, CompressThenAnswerEqualsADirectSessionAndRepeatsAreCacheHits) {
   EXPECT_NE(metrics->body.find("icae_requests_total{route=\"/v1/compress\",status=\"200\"} 2"), std::string::npos);
   EXPECT_NE(metrics->body.find("icae_request_seconds_bucket{route=\"/v1/answer\",le=\"+Inf\"} 2"), std::string::npos);
   EXPECT_NE(metrics->body.find("icae_queue_depth 0"), std::string::npos);
+  // The second answer about the same slots reused the first one's slot prefix (the
+  // reconstruction's prefix, [slots] alone, may be kept too: 3 decodes with slots in all).
+  EXPECT_GE(metric(*s.client, "icae_slot_prefix_hits_total"), 1);
+  EXPECT_EQ(metric(*s.client, "icae_slot_prefix_hits_total") + metric(*s.client, "icae_slot_prefix_misses_total"), 3);
 }
 
 TEST(Serve, SlotIdsSurviveARestartWithASlotFolder) {

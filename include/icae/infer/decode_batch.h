@@ -5,11 +5,19 @@
 // prefix alone into a fresh cache, and leaves by dropping that cache; nothing is padded or
 // re-packed. A step decodes one token for every running row through Transformer::decode_rows
 // (projections batched over the rows, attention per row). A row's tokens therefore equal
-// Session::run({row}) alone: bitwise on the quantised CPU path, up to float rounding otherwise.
+// Session::run({row}) alone, up to the float rounding of its prefill (see below).
+//
+// Compress once, ask many: every question about the same slots begins with the same positions
+// (the template's head and the slots, up to the last slot), so their keys and values are kept
+// (an LRU bounded in bytes, keyed by those positions' exact embeddings) and a row that begins
+// with a kept prefix copies it and prefills only its prompt. A row with slots is always
+// prefilled in these two parts, cached or not, so its tokens do not depend on what the cache
+// holds.
 //
 // Used by one thread at a time, like the Session it decodes with.
 #pragma once
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <vector>
 
@@ -17,9 +25,15 @@
 
 namespace icae {
 
+struct DecodeBatchOptions {
+  // Bytes of kept slot-prefix keys and values (0: keep none; rows with slots are still
+  // prefilled in two parts). SmolLM2-135M in float32: ~46 KB per position, 1.5 MB for 32 slots.
+  int64_t prefix_cache_bytes = int64_t{256} << 20;
+};
+
 class DecodeBatch {
  public:
-  explicit DecodeBatch(Session& session);
+  explicit DecodeBatch(Session& session, const DecodeBatchOptions& options = {});
   ~DecodeBatch();
   DecodeBatch(const DecodeBatch&) = delete;
   DecodeBatch& operator=(const DecodeBatch&) = delete;
@@ -46,6 +60,10 @@ class DecodeBatch {
   std::vector<uint64_t> handles() const;  // of the running rows
   // Bytes of keys and values the running rows hold (positions in use).
   int64_t kv_bytes() const;
+  // Rows whose slot prefix was found kept / had to be prefilled; bytes kept now.
+  int64_t prefix_hits() const { return prefix_hits_; }
+  int64_t prefix_misses() const { return prefix_misses_; }
+  int64_t prefix_cache_bytes() const { return prefix_bytes_; }
 
  private:
   struct Row;
@@ -53,7 +71,15 @@ class DecodeBatch {
   bool advance(Row& r, const at::Tensor& logits);
   void retire_done();
 
+  struct Prefix;
+  // Fills the first `length` positions of a fresh cache with the prefix `head` [length, H]:
+  // copied from a kept one, or prefilled (and kept).
+  void fill_prefix(const at::Tensor& head, KVCache& cache);
+
   Session& session_;
+  DecodeBatchOptions options_;
+  std::list<Prefix> prefixes_;  // most recently used first
+  int64_t prefix_bytes_ = 0, prefix_hits_ = 0, prefix_misses_ = 0;
   std::vector<int64_t> model_stops_;
   std::vector<std::unique_ptr<Row>> rows_;
   std::vector<Finished> finished_;
