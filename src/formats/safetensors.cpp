@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "icae/util/error.h"
@@ -140,8 +141,10 @@ SafetensorsFile::SafetensorsFile(std::shared_ptr<MappedFile> file) : file_(std::
       ICAE_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
                  ErrorKind::BadInput, ctx + ": shape has a negative or non-integer dimension");
       uint64_t dim = d.get<uint64_t>();
-      ICAE_CHECK(dim == 0 || numel <= (uint64_t(1) << 62) / dim, ErrorKind::BadInput,
-                 ctx + ": shape overflows");
+      // Each dimension on its own too: after a zero one the product stays 0, and a dimension
+      // above int64 would be stored negative in the view.
+      ICAE_CHECK(dim <= (uint64_t(1) << 62) && (dim == 0 || numel <= (uint64_t(1) << 62) / dim),
+                 ErrorKind::BadInput, ctx + ": shape overflows");
       numel *= dim;
       view.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -153,6 +156,11 @@ SafetensorsFile::SafetensorsFile(std::shared_ptr<MappedFile> file) : file_(std::
     ICAE_CHECK(begin <= end && end <= data_size, ErrorKind::BadInput,
                ctx + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                    "] lie outside the data section of " + std::to_string(data_size) + " bytes");
+    // numel may be up to 2^62: times an 8-byte dtype that wrapped around uint64 (2^61 F64 elements
+    // "needed" 0 bytes and matched an empty range).
+    ICAE_CHECK(numel <= std::numeric_limits<uint64_t>::max() / dtype_size(view.dtype), ErrorKind::BadInput,
+               ctx + ": shape overflows (" + std::to_string(numel) + " elements of " +
+                   std::to_string(dtype_size(view.dtype)) + " bytes)");
     const uint64_t expected = numel * dtype_size(view.dtype);
     ICAE_CHECK(end - begin == expected, ErrorKind::BadInput,
                ctx + ": holds " + std::to_string(end - begin) + " bytes but its dtype and shape need " +

@@ -71,6 +71,22 @@ TEST(Safetensors, BadFilesGiveClearErrors) {
              "negative");
 }
 
+// A shape whose byte count wraps around uint64 (2^61 F64 elements = 2^64 bytes = 0) matched an
+// empty data range, giving a view of 2^61 elements over no bytes; a dimension above int64 after a
+// zero one was stored negative.
+TEST(Safetensors, ShapesBeyondTheDataSectionAreRefused) {
+  expect_bad("wrap", kAuto, R"({"t":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", "",
+             "shape overflows (2305843009213693952 elements of 8 bytes)");
+  expect_bad("wrap2", kAuto, R"({"t":{"dtype":"F64","shape":[1073741824,2147483648],"data_offsets":[0,0]}})", "",
+             "shape overflows");
+  expect_bad("after_zero", kAuto, R"({"t":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})",
+             "", "shape overflows");
+  // Zero-sized tensors stay fine.
+  const std::string path = tmp_path("zero_sized");
+  write_raw(path, 56, R"({"t":{"dtype":"F64","shape":[0,5],"data_offsets":[0,0]}})", "");
+  EXPECT_NO_THROW(SafetensorsFile{path});
+}
+
 TEST(Safetensors, TooShortFile) {
   const std::string path = tmp_path("three_bytes");
   std::ofstream(path, std::ios::binary) << "abc";
