@@ -19,6 +19,13 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr int kMaxDims = 4;              // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;        // arrays of arrays: no real file nests deeper than 2
+// Each parsed item costs far more memory than its smallest encoding (a Value is 96 bytes, a u8
+// array element 1 byte in the file), so counts are also capped outright. Real files: a few dozen
+// keys, under 1M array elements in all (Gemma's 262k tokens x tokens/scores/types), a few
+// thousand tensors.
+constexpr uint64_t kMaxMetadataKeys = uint64_t(1) << 16;
+constexpr uint64_t kMaxArrayElements = uint64_t(1) << 23;  // in all arrays of the file together
+constexpr uint64_t kMaxTensors = uint64_t(1) << 20;
 
 // Smallest encoded size of one element of each value type, so that an array or key count can
 // be rejected before allocating when the rest of the file cannot hold that many.
@@ -71,6 +78,13 @@ class Cursor {
     pos_ += n;
     return s;
   }
+  // Counts array elements across the whole file against kMaxArrayElements.
+  void add_array_elements(uint64_t n, const std::string& key) {
+    if (n > kMaxArrayElements - array_elements_)
+      fail("metadata '" + key + "': array length " + std::to_string(n) + " brings the file's array elements to more than " +
+           "the limit of " + std::to_string(kMaxArrayElements));
+    array_elements_ += n;
+  }
   // Checks that `count` items of at least `min_size` bytes each can fit in the rest of the file.
   void check_count(uint64_t count, uint64_t min_size, const std::string& what) const {
     if (min_size != 0 && count > remaining() / min_size)
@@ -82,6 +96,7 @@ class Cursor {
   const uint8_t* base_;
   uint64_t size_;
   uint64_t pos_ = 0;
+  uint64_t array_elements_ = 0;
   const std::string& path_;
 };
 
@@ -111,6 +126,7 @@ Value read_value(Cursor& c, ValueType t, const std::string& key, int depth) {
       auto etype = static_cast<ValueType>(et);
       uint64_t n = c.read<uint64_t>("array length");
       c.check_count(n, min_encoded_size(etype), "metadata '" + key + "': array length");
+      c.add_array_elements(n, key);
       std::vector<Value> items;
       items.reserve(n);
       for (uint64_t i = 0; i < n; ++i) items.push_back(read_value(c, etype, key, depth + 1));
@@ -359,6 +375,8 @@ void GgufFile::parse() {
   // A key/value is at least key length + value type + 1 byte; a tensor info at least name length
   // + n_dims + type + offset (+ one dimension).
   c.check_count(n_kv, 8 + 4 + 1, "metadata count");
+  if (n_kv > kMaxMetadataKeys)
+    c.fail("metadata count " + std::to_string(n_kv) + " exceeds the limit of " + std::to_string(kMaxMetadataKeys));
   kv_.reserve(n_kv);
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.read_string("metadata key");
@@ -370,6 +388,8 @@ void GgufFile::parse() {
     kv_.emplace_back(std::move(key), std::move(v));
   }
   c.check_count(n_tensors, 8 + 4 + 8 + 4 + 8, "tensor count");
+  if (n_tensors > kMaxTensors)
+    c.fail("tensor count " + std::to_string(n_tensors) + " exceeds the limit of " + std::to_string(kMaxTensors));
 
   if (const Value* a = find("general.alignment")) {
     if (!a->is_integer()) fail_key("general.alignment", std::string("expected an integer, found ") + to_string(a->type()));

@@ -199,6 +199,46 @@ TEST(GgufReader, AbsurdCounts) {
   expect_error(d, icae::ErrorKind::BadInput, "array length");
 }
 
+// Counts a file of this size could hold but whose parsed form would be far larger: a u8 array
+// element is 1 byte in the file and a 96-byte Value in memory (a 100 MB file asked for 9.6 GB).
+TEST(GgufReader, CountsBeyondTheFixedLimitsAreRefused) {
+  {  // 2^23 + 1 u8 elements in one array
+    Writer a;
+    a.kvs.str("blob");
+    a.kvs.put<uint32_t>(9);
+    a.kvs.put<uint32_t>(0);
+    a.kvs.put<uint64_t>((1ull << 23) + 1);
+    a.kvs.data.resize(a.kvs.data.size() + (1ull << 23) + 1, 0);
+    a.n_kv = 1;
+    expect_error(a.build(), icae::ErrorKind::BadInput, "more than the limit of 8388608");
+  }
+  {  // the limit holds across arrays: two of 2^22 + 1
+    Writer a;
+    for (const char* k : {"one", "two"}) {
+      a.kvs.str(k);
+      a.kvs.put<uint32_t>(9);
+      a.kvs.put<uint32_t>(0);
+      a.kvs.put<uint64_t>((1ull << 22) + 1);
+      a.kvs.data.resize(a.kvs.data.size() + (1ull << 22) + 1, 0);
+      ++a.n_kv;
+    }
+    expect_error(a.build(), icae::ErrorKind::BadInput, "metadata 'two': array length 4194305 brings");
+  }
+  // Key and tensor counts the bytes left could hold, above the fixed limits.
+  Writer w = small_writer();
+  auto b = w.build();
+  b.resize(b.size() + (uint64_t(1) << 26), 0);
+  auto c = b;
+  poke<uint64_t>(c, w.kv_count_pos, (1ull << 16) + 1);
+  expect_error(c, icae::ErrorKind::BadInput, "metadata count 65537 exceeds the limit of 65536");
+  Writer t;
+  t.add_tensor("a.weight", {1}, 0, {0, 0, 0, 0});
+  auto d = t.build();
+  d.resize(d.size() + (uint64_t(1) << 26), 0);
+  poke<uint64_t>(d, t.tensor_count_pos, (1ull << 20) + 1);
+  expect_error(d, icae::ErrorKind::BadInput, "tensor count 1048577 exceeds the limit of 1048576");
+}
+
 TEST(GgufReader, StringLengthBeyondFile) {
   Writer w = small_writer();
   auto b = w.build();
