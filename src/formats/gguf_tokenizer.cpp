@@ -73,7 +73,14 @@ std::vector<size_t> code_point_starts(const std::string& s) {
 // Merges of a SentencePiece vocabulary that has only scores, derived as transformers does for
 // GGUF files: every split of a token into two tokens of the vocabulary, ranked by the merged
 // token's score (ties: by the pieces' scores, then file order).
-json merges_from_scores(const std::vector<std::string>& tokens, const std::vector<double>& scores) {
+// A token of n code points can give n - 1 merges of n bytes each: tokens "a", "aa", ..., a^K
+// (K^2 / 2 bytes in the file) gave K^3 / 3 bytes of merges (30 GB for a 10 MB file). The merges
+// are counted, and refused past these limits (real vocabularies give under 1M merges, ~10 MB).
+constexpr size_t kMaxDerivedMerges = size_t(1) << 22;
+constexpr size_t kMaxDerivedMergeBytes = size_t(1) << 26;
+
+json merges_from_scores(const std::vector<std::string>& tokens, const std::vector<double>& scores,
+                        const std::string& path) {
   std::unordered_map<std::string, double> score_of;
   for (size_t i = 0; i < tokens.size(); ++i) score_of[tokens[i]] = scores[i];
   struct Merge {
@@ -83,6 +90,7 @@ json merges_from_scores(const std::vector<std::string>& tokens, const std::vecto
   };
   std::vector<Merge> merges;
   std::unordered_map<std::string, bool> seen;
+  size_t merge_bytes = 0;
   for (size_t i = 0; i < tokens.size(); ++i) {
     const std::string& t = tokens[i];
     if (!seen.emplace(t, true).second) continue;  // a dict in transformers: first position wins
@@ -94,6 +102,12 @@ json merges_from_scores(const std::vector<std::string>& tokens, const std::vecto
       if (l != score_of.end() && r != score_of.end())
         local.push_back({&t, starts[k], score_of[t], l->second, r->second});
     }
+    merge_bytes += local.size() * t.size();
+    if (merges.size() + local.size() > kMaxDerivedMerges || merge_bytes > kMaxDerivedMergeBytes)
+      fail(ErrorKind::BadInput, path + ": the merges derived from tokenizer.ggml.scores exceed the limit of " +
+                                    std::to_string(kMaxDerivedMerges) + " merges or " +
+                                    std::to_string(kMaxDerivedMergeBytes) + " bytes (at token " + std::to_string(i) +
+                                    ")");
     std::stable_sort(local.begin(), local.end(), [](const Merge& a, const Merge& b) {
       return a.left_score != b.left_score ? a.left_score > b.left_score : a.right_score > b.right_score;
     });
@@ -192,7 +206,7 @@ json tokenizer_json_from_gguf(const GgufFile& f) {
     if (scores.size() != tokens.size())
       fail(ErrorKind::BadInput, path + ": tokenizer.ggml.scores has " + std::to_string(scores.size()) +
                                     " entries for " + std::to_string(n) + " tokens");
-    merges = merges_from_scores(tokens, scores);
+    merges = merges_from_scores(tokens, scores, path);
   } else {
     fail(ErrorKind::BadInput, path + ": no tokenizer.ggml.merges" + (spm ? " nor tokenizer.ggml.scores" : ""));
   }

@@ -150,6 +150,28 @@ TEST(GgufTokenizer, SentencePieceVocabularyWithScores) {
   EXPECT_EQ(tok.decode({8, 6}), "ab a");
 }
 
+// Merges derived from scores grow with the cube of the token length: "a", "aa", ..., a^700 (245 KB
+// of tokens) gave 700^3 / 3 = 114 MB of merge strings before the limit (and 30 GB at 10 MB).
+TEST(GgufTokenizer, MergesDerivedFromScoresAreBounded) {
+  Writer w;
+  std::vector<std::string> tokens;
+  for (int k = 1; k <= 700; ++k) tokens.push_back(std::string(static_cast<size_t>(k), 'a'));
+  w.kv_str("tokenizer.ggml.model", "llama");
+  w.kv_strs("tokenizer.ggml.tokens", tokens);
+  w.kv_f32s("tokenizer.ggml.scores", std::vector<float>(tokens.size(), 0.f));
+  GgufFile f = GgufFile::from_memory(w.build(), "cube.gguf");
+  try {
+    tokenizer_json_from_gguf(f);
+    FAIL() << "no error";
+  } catch (const icae::Error& e) {
+    EXPECT_EQ(e.kind(), icae::ErrorKind::BadInput);
+    EXPECT_NE(std::string(e.what()).find("cube.gguf: the merges derived from tokenizer.ggml.scores exceed the limit "
+                                         "of 4194304 merges or 67108864 bytes"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(GgufTokenizer, MetadataErrors) {
   {
     Writer w = gpt2_writer("smollm");
