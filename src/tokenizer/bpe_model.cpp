@@ -56,6 +56,10 @@ BpeModel::BpeModel(const nlohmann::json& model, bool byte_level, const std::stri
       bad_json(where + ".vocab[\"" + it.key() + "\"]", "expected a non-negative integer id");
     max_id = std::max(max_id, static_cast<TokenId>(it.value().get<long long>()));
   }
+  if (size_t(max_id) + 1 > vocab.size() + kMaxUnusedTokenIds)
+    bad_json(where + ".vocab", "the largest id " + std::to_string(max_id) + " leaves " +
+                                   std::to_string(size_t(max_id) + 1 - vocab.size()) +
+                                   " ids without a token, more than the limit of " + std::to_string(kMaxUnusedTokenIds));
   tokens_.assign(size_t(max_id) + 1, std::string());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     const TokenId id = static_cast<TokenId>(it.value().get<long long>());

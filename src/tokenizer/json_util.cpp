@@ -1,5 +1,8 @@
 #include "icae/tokenizer/json_util.h"
 
+#include <utility>
+#include <vector>
+
 namespace icae::tok {
 
 void bad_json(const std::string& where, const std::string& what) {
@@ -43,5 +46,17 @@ long long json_int(const nlohmann::json& j, const char* key, const std::string& 
 }
 
 std::string json_type(const nlohmann::json& j, const std::string& where) { return json_string(j, "type", where); }
+
+void check_json_depth(const nlohmann::json& j, size_t limit, const std::string& where) {
+  std::vector<std::pair<const nlohmann::json*, size_t>> todo{{&j, 1}};
+  while (!todo.empty()) {
+    auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    if (depth > limit)
+      bad_json(where, "arrays and objects nested more than " + std::to_string(limit) + " levels deep");
+    for (const auto& child : *v) todo.emplace_back(&child, depth + 1);
+  }
+}
 
 }  // namespace icae::tok

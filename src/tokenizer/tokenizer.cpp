@@ -26,6 +26,8 @@ Tokenizer::Tokenizer(const nlohmann::json& j) {
     auto it = j.find(key);
     return it == j.end() ? null_json : *it;
   };
+  for (const char* key : {"normalizer", "pre_tokenizer", "decoder", "post_processor"})
+    check_json_depth(get(key), kMaxComponentDepth, key);
   normalizer_ = make_normalizer(get("normalizer"));
   pre_tokenizer_ = make_pre_tokenizer(get("pre_tokenizer"));
   byte_level_ = pre_tokenizer_ && pre_tokenizer_->byte_level();
@@ -36,6 +38,13 @@ Tokenizer::Tokenizer(const nlohmann::json& j) {
 
   vocab_size_ = model_->size();
   for (const auto& t : added_.tokens()) vocab_size_ = std::max(vocab_size_, size_t(t.id) + 1);
+  // added_index_ has an entry per id: an added token far beyond the vocabulary (ids go up to
+  // 2^28) would size it by that id.
+  if (vocab_size_ > model_->size() + added_.tokens().size() + kMaxUnusedTokenIds)
+    bad_json("added_tokens", "id " + std::to_string(vocab_size_ - 1) + " lies " +
+                                 std::to_string(vocab_size_ - model_->size()) +
+                                 " ids past the model's vocabulary, more than the added tokens plus the limit of " +
+                                 std::to_string(kMaxUnusedTokenIds) + " unused ids");
   added_index_.assign(vocab_size_, -1);
   for (size_t i = 0; i < added_.tokens().size(); ++i) added_index_[added_.tokens()[i].id] = static_cast<int32_t>(i);
   for (TokenId id : post_.prefix)

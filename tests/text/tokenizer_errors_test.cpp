@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <utility>
 
 #include "icae/tokenizer/tokenizer.h"
 
@@ -35,6 +36,42 @@ TEST(TokenizerErrors, TinyTokenizerWorks) {
   EXPECT_EQ(t.encode("ab ab"), (std::vector<TokenId>{2, 4}));
   EXPECT_EQ(t.decode({2, 4}), "ab ab");
   EXPECT_EQ(t.eos_id(), -1);  // "<eos>" is not one of the known names
+}
+
+// Id-indexed tables are sized by the largest id: one token with id 2^28 - 1 asked for 2^28 empty
+// strings (8 GB) in the model, or 2^28 entries of the added-token index.
+TEST(TokenizerErrors, IdsFarBeyondTheTokenCountAreRefused) {
+  auto j = tiny();
+  j["model"]["vocab"]["far"] = (1 << 28) - 1;
+  expect_error(j, ErrorKind::BadInput, {"model.vocab", "largest id 268435455", "limit of 65536"});
+  j = tiny();
+  j["model"]["vocab"]["far"] = 6 + 65536;  // 65536 ids without a token: still accepted
+  EXPECT_NO_THROW(Tokenizer{j});
+  j = tiny();
+  j["added_tokens"].push_back({{"id", (1 << 28) - 1}, {"content", "<far>"}, {"special", true}});
+  expect_error(j, ErrorKind::BadInput, {"added_tokens", "id 268435455", "limit of 65536"});
+}
+
+// Sequences are built recursively: 100,000 nested normalizers overflowed the stack.
+TEST(TokenizerErrors, DeeplyNestedComponentsAreRefused) {
+  const std::pair<const char*, const char*> kinds[] = {{"normalizer", "normalizers"},
+                                                       {"pre_tokenizer", "pretokenizers"},
+                                                       {"decoder", "decoders"},
+                                                       {"post_processor", "processors"}};
+  for (const auto& [key, list] : kinds) {
+    nlohmann::json inner = {{"type", "Sequence"}, {list, nlohmann::json::array()}};
+    for (int i = 0; i < 100000; ++i) {
+      nlohmann::json outer = {{"type", "Sequence"}, {list, nlohmann::json::array()}};
+      outer[list].push_back(std::move(inner));
+      inner = std::move(outer);
+    }
+    auto j = tiny();
+    j[key] = std::move(inner);
+    expect_error(j, ErrorKind::BadInput, {key, "nested more than 64 levels deep"});
+  }
+  auto j = tiny();  // a real nesting depth
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}}}}};
+  EXPECT_NO_THROW(Tokenizer{j});
 }
 
 TEST(TokenizerErrors, ModelProblems) {

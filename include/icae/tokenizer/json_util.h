@@ -19,4 +19,14 @@ std::string json_type(const nlohmann::json& j, const std::string& where);
 
 [[noreturn]] void bad_json(const std::string& where, const std::string& what);
 
+// Tables indexed by token id are sized by the largest id, not by the number of tokens: ids that
+// no token has are limited to this many, so {"a": 268435455} cannot ask for 2^28 entries.
+constexpr size_t kMaxUnusedTokenIds = size_t(1) << 16;
+// Components (normalizer, pre_tokenizer, decoder, post_processor) are built recursively through
+// their "Sequence"s; real files nest 2 deep. Deeper is refused before building anything.
+constexpr size_t kMaxComponentDepth = 64;
+// Throws BadInput "tokenizer.json: <where>: ..." when j nests arrays and objects more than
+// `limit` levels deep (counted without recursion).
+void check_json_depth(const nlohmann::json& j, size_t limit, const std::string& where);
+
 }  // namespace icae::tok
