@@ -159,6 +159,7 @@ TEST(GgufTokenizer, MergesDerivedFromScoresAreBounded) {
   w.kv_str("tokenizer.ggml.model", "llama");
   w.kv_strs("tokenizer.ggml.tokens", tokens);
   w.kv_f32s("tokenizer.ggml.scores", std::vector<float>(tokens.size(), 0.f));
+  w.kv_u32("tokenizer.ggml.bos_token_id", 0);  // otherwise valid: only the merges are wrong
   GgufFile f = GgufFile::from_memory(w.build(), "cube.gguf");
   try {
     tokenizer_json_from_gguf(f);
