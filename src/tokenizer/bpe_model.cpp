@@ -13,6 +13,9 @@ namespace {
 constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // "▁"
 constexpr size_t kMaxCachedWord = 256;                    // longer words are not cached
 constexpr size_t kMaxCachedIds = size_t(1) << 23;          // cache reset beyond this many ids
+// ... or this many words: a word whose characters are all unknown (no unk token, no byte
+// fallback) caches 0 ids, so the id count alone let the cache grow with every distinct word.
+constexpr size_t kMaxCachedWords = size_t(1) << 20;
 
 std::string json_token(const nlohmann::json& t, const std::string& where) {
   if (!t.is_string()) bad_json(where, "expected a string, found " + std::string(t.type_name()));
@@ -146,6 +149,11 @@ BpeModel::BpeModel(const nlohmann::json& model, bool byte_level, const std::stri
   cache_ = std::make_unique<detail::StringTable<CacheEntry>>(1 << 14);
 }
 
+size_t BpeModel::cached_words() const {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  return cache_->size();
+}
+
 TokenId BpeModel::token_to_id(std::string_view token) const {
   const TokenId* id = vocab_->find(token);
   return id ? *id : -1;
@@ -200,7 +208,7 @@ void BpeModel::encode_cached(std::string_view word, std::vector<TokenId>& out) c
   const size_t first = out.size();
   merge_word(word, out);
   std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (cache_ids_.size() > kMaxCachedIds) {
+  if (cache_ids_.size() > kMaxCachedIds || cache_->size() >= kMaxCachedWords) {
     cache_->clear();
     cache_ids_.clear();
   }

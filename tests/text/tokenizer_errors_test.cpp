@@ -5,6 +5,7 @@
 #include <fstream>
 #include <utility>
 
+#include "icae/tokenizer/bpe_model.h"
 #include "icae/tokenizer/tokenizer.h"
 
 namespace icae::tok {
@@ -72,6 +73,22 @@ TEST(TokenizerErrors, DeeplyNestedComponentsAreRefused) {
   auto j = tiny();  // a real nesting depth
   j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}}}}};
   EXPECT_NO_THROW(Tokenizer{j});
+}
+
+// The per-word cache restarted after 2^23 cached ids only; words of unknown characters (no unk
+// token, no byte fallback) cache no ids, so every distinct one stayed: a server kept them all.
+TEST(TokenizerErrors, TheWordCacheIsBoundedAlsoForWordsWithoutIds) {
+  const BpeModel m(nlohmann::json::parse(R"({"type": "BPE", "vocab": {"a": 0}, "merges": []})"), false);
+  std::vector<TokenId> ids;
+  std::string w(5, 'b');
+  for (size_t n = 0; n < (size_t(1) << 20) + 1000; ++n) {
+    size_t x = n;
+    for (char& c : w) c = static_cast<char>('b' + x % 25), x /= 25;
+    m.encode_word(w, ids);
+  }
+  EXPECT_TRUE(ids.empty());
+  EXPECT_LE(m.cached_words(), size_t(1) << 20);
+  EXPECT_GT(m.cached_words(), 0u);
 }
 
 TEST(TokenizerErrors, ModelProblems) {

@@ -40,6 +40,8 @@ class BpeModel {
   TokenId unk_id() const { return unk_id_; }
   bool byte_fallback() const { return byte_fallback_; }
   size_t merge_count() const;
+  // Words in the encoding cache now (at most 2^20, and at most 2^23 cached ids: then it restarts).
+  size_t cached_words() const;
 
  private:
   void merge_word(std::string_view word, std::vector<TokenId>& out) const;
