@@ -16,6 +16,7 @@ constexpr size_t kMaxCachedIds = size_t(1) << 23;          // cache reset beyond
 // ... or this many words: a word whose characters are all unknown (no unk token, no byte
 // fallback) caches 0 ids, so the id count alone let the cache grow with every distinct word.
 constexpr size_t kMaxCachedWords = size_t(1) << 20;
+constexpr size_t kMaxCachedBytes = size_t(1) << 26;  // ... or words of this many bytes in all
 
 std::string json_token(const nlohmann::json& t, const std::string& where) {
   if (!t.is_string()) bad_json(where, "expected a string, found " + std::string(t.type_name()));
@@ -208,7 +209,8 @@ void BpeModel::encode_cached(std::string_view word, std::vector<TokenId>& out) c
   const size_t first = out.size();
   merge_word(word, out);
   std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (cache_ids_.size() > kMaxCachedIds || cache_->size() >= kMaxCachedWords) {
+  if (cache_ids_.size() > kMaxCachedIds || cache_->size() >= kMaxCachedWords ||
+      cache_->arena_bytes() > kMaxCachedBytes) {
     cache_->clear();
     cache_ids_.clear();
   }

@@ -89,6 +89,15 @@ TEST(TokenizerErrors, TheWordCacheIsBoundedAlsoForWordsWithoutIds) {
   EXPECT_TRUE(ids.empty());
   EXPECT_LE(m.cached_words(), size_t(1) << 20);
   EXPECT_GT(m.cached_words(), 0u);
+  // Long words (256 bytes, the longest cached): 270,000 of them are 69 MB, past the 2^26 bytes.
+  const BpeModel m2(nlohmann::json::parse(R"({"type": "BPE", "vocab": {"a": 0}, "merges": []})"), false);
+  std::string longw(256, 'b');
+  for (size_t n = 0; n < 270000; ++n) {
+    size_t x = n;
+    for (size_t i = 0; i < 5; ++i) longw[i] = static_cast<char>('b' + x % 25), x /= 25;
+    m2.encode_word(longw, ids);
+  }
+  EXPECT_LT(m2.cached_words(), 270000u);
 }
 
 TEST(TokenizerErrors, ModelProblems) {

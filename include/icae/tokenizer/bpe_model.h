@@ -40,7 +40,7 @@ class BpeModel {
   TokenId unk_id() const { return unk_id_; }
   bool byte_fallback() const { return byte_fallback_; }
   size_t merge_count() const;
-  // Words in the encoding cache now (at most 2^20, and at most 2^23 cached ids: then it restarts).
+  // Words in the encoding cache now (it restarts past 2^20 words, 2^26 bytes of words or 2^23 ids).
   size_t cached_words() const;
 
  private:
