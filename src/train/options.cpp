@@ -10,7 +10,7 @@ namespace icae::train {
   X(mode) X(model) X(tokenizer) X(train_data) X(eval_data) X(out) X(init) X(templ) X(mem_size) X(rate) \
   X(max_context) X(projector) X(lora_r) X(lora_alpha) X(lora_dropout) X(targets) X(lm_ratio)           \
   X(leave_tokens_for_lm) X(min_tokens_for_lm) X(curriculum_steps) X(split_blocks) X(batch) X(accum)    \
-  X(lr) X(mem_lr) X(warmup) X(schedule) X(steps) X(weight_decay) X(clip) X(seed) X(shuffle_buffer)     \
+  X(lr) X(mem_lr) X(warmup) X(schedule) X(steps) X(stop_after) X(weight_decay) X(clip) X(seed) X(shuffle_buffer)     \
   X(eval_every) X(save_every) X(log_every) X(eval_samples) X(eval_generate) X(plateau_check_step)      \
   X(device) X(dtype) X(threads) X(activation_checkpointing) X(deterministic) X(strict_data)
 
@@ -66,6 +66,7 @@ void validate(const TrainOptions& o) {
   need(o.mem_lr >= 0, "--mem-lr must be >= 0");
   need(o.warmup >= 0, "--warmup must be >= 0");
   need(o.steps >= 1, "--steps must be >= 1");
+  need(o.stop_after >= 0, "--stop-after must be >= 0 (0: run to --steps)");
   need(o.weight_decay >= 0, "--weight-decay must be >= 0");
   need(o.clip >= 0, "--clip must be >= 0 (0: no clipping)");
   need(o.eval_every >= 0 && o.save_every >= 0 && o.log_every >= 1,

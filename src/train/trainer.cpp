@@ -97,13 +97,15 @@ std::unique_ptr<Trainer> Trainer::start(const TrainOptions& options) {
   return std::unique_ptr<Trainer>(new Trainer(options, false));
 }
 
-std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, std::optional<int64_t> steps) {
+std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, std::optional<int64_t> steps,
+                                         int64_t stop_after) {
   const std::string config = (fs::path(run_dir) / "config.json").string();
   ICAE_CHECK(fs::exists(config), ErrorKind::Io, run_dir + ": no config.json (not a run folder)");
   nlohmann::json j = read_json(config);
   TrainOptions o = options_from_json(j.at("options"));
   o.out = run_dir;
   if (steps) o.steps = *steps;
+  o.stop_after = stop_after;
   validate(o);
   return std::unique_ptr<Trainer>(new Trainer(o, true));
 }
@@ -430,7 +432,9 @@ int Trainer::run() {
   // The other ranks wait here, not in the first update's all-reduce, while rank 0 evaluates.
   if (comm_ && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0)
     comm_->all_reduce_sum({0.0}, /*leader_work=*/true);
-  while (progress_.step < options_.steps) {
+  // --stop-after ends this invocation early without changing the schedule (a milestone of a longer run).
+  const int64_t last = options_.stop_after > 0 ? std::min(options_.stop_after, options_.steps) : options_.steps;
+  while (progress_.step < last) {
     const double lr = options_.lr * lr_factor(schedule, progress_.step, options_.warmup, options_.steps);
     StepStats s = step();
     if (!s.finite) {
@@ -443,7 +447,7 @@ int Trainer::run() {
     }
     window_tokens += static_cast<double>(s.context_tokens);
     window_seconds += s.seconds;
-    const bool log_step = progress_.step % options_.log_every == 0 || progress_.step == options_.steps;
+    const bool log_step = progress_.step % options_.log_every == 0 || progress_.step == last;
     const double tps = window_seconds > 0 ? window_tokens / window_seconds : 0;
     const double eta = (options_.steps - progress_.step) * (window_seconds / std::max(1.0, window_tokens)) *
                        static_cast<double>(s.context_tokens);
@@ -456,7 +460,7 @@ int Trainer::run() {
     }
     // Every rank knows when rank 0 evaluates (the other ranks wait for it longer then).
     const bool eval_now_any = options_.eval_every > 0 && !eval_examples_.empty() &&
-                              (progress_.step % options_.eval_every == 0 || progress_.step == options_.steps);
+                              (progress_.step % options_.eval_every == 0 || progress_.step == last);
     const bool eval_now = leader() && eval_now_any;
     if (eval_now) {
       EvalResult e = evaluate();
@@ -477,8 +481,7 @@ int Trainer::run() {
     // A stop request on any rank stops every rank after the same update.
     bool stop = g_stop.load();
     if (comm_) stop = comm_->all_reduce_sum({stop ? 1.0 : 0.0}, /*leader_work=*/eval_now_any)[0] > 0;
-    if ((options_.save_every > 0 && progress_.step % options_.save_every == 0) || progress_.step == options_.steps ||
-        stop) {
+    if ((options_.save_every > 0 && progress_.step % options_.save_every == 0) || progress_.step == last || stop) {
       save();
     }
     if (stop) {
@@ -488,6 +491,10 @@ int Trainer::run() {
     }
   }
   progress.finish();
+  if (leader() && exit_code == 0 && progress_.step == last && last < options_.steps)
+    std::fprintf(stderr, "stopped after update %lld as --stop-after asked (schedule: %lld updates); continue with: icae %s --resume %s\n",
+                 static_cast<long long>(last), static_cast<long long>(options_.steps), options_.mode.c_str(),
+                 options_.out.c_str());
   if (leader() && bad_data_->count() > 0)
     std::fprintf(stderr, "note: %lld bad records were skipped (first: %s)\n", static_cast<long long>(bad_data_->count()),
                  bad_data_->messages().empty() ? "?" : bad_data_->messages().front().c_str());

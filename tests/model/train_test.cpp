@@ -187,6 +187,37 @@ TEST(Trainer, ResumedRunEqualsUninterrupted) {
   EXPECT_NO_THROW(load_adapter(o.out + "/adapter.safetensors", tm.model));
 }
 
+// --stop-after: a milestone of a longer run. The schedule stays the one over --steps (the
+// learning rates of the first updates equal the uninterrupted run's, not a short schedule's),
+// the run saves where it stops, and resuming without the option finishes the same run.
+TEST(Trainer, StopAfterKeepsTheScheduleAndResumesToTheSameRun) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_stop_after");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_stop_full"));
+  o.schedule = "cosine";
+  o.warmup = 3;
+  o.steps = 12;
+  Trainer::start(o)->run();
+  TrainOptions part = o;
+  part.out = temp_dir("icae_run_stop_part");
+  part.stop_after = 5;
+  auto t = Trainer::start(part);
+  EXPECT_EQ(t->run(), 0);
+  EXPECT_EQ(t->progress().step, 5);
+  EXPECT_EQ(read_metrics(part.out).size(), 5u);
+  EXPECT_EQ(Trainer::resume(part.out)->run(), 0);  // stop_after is not remembered: runs to 12
+  const auto full = read_metrics(o.out), resumed = read_metrics(part.out);
+  ASSERT_EQ(full.size(), 12u);
+  ASSERT_EQ(resumed.size(), 12u);
+  for (size_t i = 0; i < full.size(); ++i) {
+    EXPECT_DOUBLE_EQ(static_cast<double>(full[i]["lr"]), static_cast<double>(resumed[i]["lr"])) << "step " << i + 1;
+    const double a = full[i]["loss"], b = resumed[i]["loss"];
+    EXPECT_NEAR(a, b, 1e-6 * std::abs(a)) << "step " << i + 1;
+  }
+  TrainOptions bad = o;
+  bad.stop_after = -1;
+  EXPECT_THROW(validate(bad), Error);
+}
+
 // pretrain --init: a warm start from an adapter takes its shape and weights (the projector's
 // calibrated scale too: it must not be recalibrated), so its first loss is the adapter's loss,
 // not a fresh adapter's.

@@ -83,6 +83,11 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
       ->check(CLI::IsMember({"cosine", "linear", "constant"}))
       ->capture_default_str();
   c->add_option("--steps", o.steps, "Updates in all (with --resume: a new total)")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--stop-after", o.stop_after,
+                 "Stop (saving) after this update, the schedule still laid out over --steps: a milestone of a longer "
+                 "run (0: run to --steps; not remembered by --resume)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   c->add_option("--weight-decay", o.weight_decay, "AdamW weight decay of the LoRA weights")->check(CLI::NonNegativeNumber)->capture_default_str();
   c->add_option("--clip", o.clip, "Gradient clipping: max global norm (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
   c->add_option("--seed", o.seed, "Seed of the run: initialisation, data order, AE/LM choice, dropout")->capture_default_str();
@@ -113,7 +118,7 @@ int run_training(TrainArgs& a, const char* mode) {
   if (!a.resume.empty()) {
     std::optional<int64_t> steps;
     if (a.o.steps != TrainOptions{}.steps) steps = a.o.steps;
-    t = train::Trainer::resume(a.resume, steps);
+    t = train::Trainer::resume(a.resume, steps, a.o.stop_after);
     ICAE_CHECK(t->options().mode == mode, ErrorKind::Usage,
                a.resume + " is a " + t->options().mode + " run: resume it with icae " + t->options().mode);
   } else {

@@ -42,7 +42,9 @@ struct TrainOptions {
   double mem_lr = 0;                    // memory embeddings + projector; 0: same as lr
   int64_t warmup = 300;
   std::string schedule = "cosine";      // cosine | linear | constant
-  int64_t steps = 1000;
+  int64_t steps = 1000;                 // the schedule's length: warm-up and decay are laid out over it
+  int64_t stop_after = 0;               // stop (and save) after this update, schedule unchanged; 0: at `steps`.
+                                        // Not kept across --resume: each invocation says its own.
   double weight_decay = 0.0;
   double clip = 2.0;
   uint64_t seed = 42;

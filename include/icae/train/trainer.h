@@ -32,7 +32,9 @@ class Trainer {
   // A new run in options.out (refuses a folder that already holds one).
   static std::unique_ptr<Trainer> start(const TrainOptions& options);
   // Continues the run in run_dir from its checkpoint; `steps` may extend it.
-  static std::unique_ptr<Trainer> resume(const std::string& run_dir, std::optional<int64_t> steps = std::nullopt);
+  // steps: a new schedule length; stop_after: where this invocation stops (the saved one is not reused).
+  static std::unique_ptr<Trainer> resume(const std::string& run_dir, std::optional<int64_t> steps = std::nullopt,
+                                         int64_t stop_after = 0);
 
   // Trains until options().steps updates are done or a stop is requested (SIGINT/SIGTERM),
   // saving at the end. Returns 0 when done or stopped, 3 after a non-finite loss (the last
