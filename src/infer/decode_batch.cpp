@@ -7,6 +7,7 @@
 #include "icae/core/icae.h"
 #include "icae/model/kv_cache.h"
 #include "icae/util/error.h"
+#include "icae/util/hash128.h"
 
 namespace icae {
 
@@ -24,14 +25,8 @@ struct DecodeBatch::Row {
   explicit Row(const SamplingOptions& s) : sampler(s) {}
 };
 
-// A kept slot prefix: its embeddings (the key, compared exactly) and each layer's keys and values.
-struct DecodeBatch::Prefix {
-  at::Tensor embeds;                      // [length, H], the base model's dtype
-  std::vector<at::Tensor> keys, values;   // per layer [1, Hkv, length, D]
-  int64_t bytes = 0;
-};
-
-DecodeBatch::DecodeBatch(Session& session, const DecodeBatchOptions& options) : session_(session), options_(options) {
+DecodeBatch::DecodeBatch(Session& session, const DecodeBatchOptions& options)
+    : session_(session), options_(options), prefixes_(options.prefix_cache_bytes) {
   ICAE_CHECK(options.prefix_cache_bytes >= 0, ErrorKind::Usage, "prefix_cache_bytes must be >= 0");
 }
 
@@ -45,19 +40,33 @@ int64_t slot_prefix_length(const Session& session, const DecodeRow& row) {
     if (row.prefix[i] == placeholder) return i + 1 < static_cast<int64_t>(row.prefix.size()) ? i + 1 : 0;
   return 0;
 }
+
+// The cache key of a prefix: a hash of its shape, type and bytes (read on the host: a copy of a
+// few hundred KB per row on a GPU).
+std::string prefix_key(const at::Tensor& head) {
+  const at::Tensor h = head.to(at::kCPU).contiguous();
+  Hash128 k;
+  k.value(static_cast<uint64_t>(h.size(0)));
+  k.value(static_cast<uint64_t>(h.size(1)));
+  k.value(static_cast<uint64_t>(h.scalar_type()));
+  k.bytes(h.data_ptr(), h.nbytes());
+  return k.hex();
+}
 }  // namespace
 
 void DecodeBatch::fill_prefix(const at::Tensor& head, KVCache& cache) {
   const Transformer& base = session_.base();
   const int64_t layers = base.config().num_hidden_layers, length = head.size(0);
-  for (auto it = prefixes_.begin(); it != prefixes_.end(); ++it)
-    if (it->embeds.size(0) == length && at::equal(it->embeds, head)) {
-      for (int64_t l = 0; l < layers; ++l) cache.append(l, it->keys[l], it->values[l]);
+  const std::string key = options_.prefix_cache_bytes > 0 ? prefix_key(head) : std::string();
+  if (const Prefix* p = key.empty() ? nullptr : prefixes_.find(key)) {
+    // Exact on a hit: the embeddings are compared, not only their hash.
+    if (p->embeds.sizes() == head.sizes() && at::equal(p->embeds, head)) {
+      for (int64_t l = 0; l < layers; ++l) cache.append(l, p->keys[l], p->values[l]);
       cache.advance(length);
-      prefixes_.splice(prefixes_.begin(), prefixes_, it);  // most recently used
       ++prefix_hits_;
       return;
     }
+  }
   ++prefix_misses_;
   ForwardOptions fo;
   fo.cache = &cache;
@@ -65,22 +74,16 @@ void DecodeBatch::fill_prefix(const at::Tensor& head, KVCache& cache) {
   ForwardInput in;
   in.inputs_embeds = head.unsqueeze(0);  // [1, length, H]
   base.forward(in, fo);
-  if (options_.prefix_cache_bytes == 0) return;
+  if (key.empty()) return;
   Prefix p;
   p.embeds = head.clone();
-  p.bytes = p.embeds.nbytes();
+  int64_t bytes = static_cast<int64_t>(p.embeds.nbytes());
   for (int64_t l = 0; l < layers; ++l) {
     p.keys.push_back(cache.key_buffer(l).narrow(2, 0, length).clone());
     p.values.push_back(cache.value_buffer(l).narrow(2, 0, length).clone());
-    p.bytes += p.keys.back().nbytes() + p.values.back().nbytes();
+    bytes += static_cast<int64_t>(p.keys.back().nbytes() + p.values.back().nbytes());
   }
-  if (p.bytes > options_.prefix_cache_bytes) return;
-  while (prefix_bytes_ + p.bytes > options_.prefix_cache_bytes && !prefixes_.empty()) {
-    prefix_bytes_ -= prefixes_.back().bytes;
-    prefixes_.pop_back();
-  }
-  prefix_bytes_ += p.bytes;
-  prefixes_.push_front(std::move(p));
+  prefixes_.put(key, std::move(p), bytes);  // not kept when bigger than the whole bound
 }
 DecodeBatch::~DecodeBatch() = default;
 

@@ -10,42 +10,18 @@
 #include "icae/infer/fingerprint.h"
 #include "icae/infer/slot_file.h"
 #include "icae/util/error.h"
+#include "icae/util/hash128.h"
 
 namespace icae {
 
 namespace {
 
-// Two independent 64-bit hashes (FNV-1a over bytes; a splitmix64 chain over whole values) make a
-// 128-bit key: accidental collisions are out of reach. Not cryptographic: a client able to craft
-// collisions could alias another client's context, which is one more reason the server listens on
-// loopback unless told otherwise.
-struct Hash128 {
-  uint64_t a = 1469598103934665603ull;
-  uint64_t b = 0x9e3779b97f4a7c15ull;
-  void bytes(const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    for (size_t i = 0; i < n; ++i) a = (a ^ p[i]) * 1099511628211ull;
-  }
-  void value(uint64_t v) {
-    bytes(&v, sizeof v);
-    uint64_t z = (b += 0x9e3779b97f4a7c15ull) ^ v;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    b = z ^ (z >> 31);
-  }
-  std::string hex() const {
-    char buf[33];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(a),
-                  static_cast<unsigned long long>(b));
-    return buf;
-  }
-};
-
 int64_t tensor_bytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
 }  // namespace
 
-SlotStore::SlotStore(const Icae& icae, SlotStoreOptions options) : icae_(icae), options_(std::move(options)) {
+SlotStore::SlotStore(const Icae& icae, SlotStoreOptions options)
+    : icae_(icae), options_(std::move(options)), memory_(options_.max_bytes) {
   ICAE_CHECK(options_.max_bytes >= 0, ErrorKind::Usage, "slot store: max_bytes must be >= 0");
   char rate[32];
   std::snprintf(rate, sizeof rate, "%.17g", icae_.config().compression_rate);
@@ -60,6 +36,9 @@ SlotStore::SlotStore(const Icae& icae, SlotStoreOptions options) : icae_(icae), 
   }
 }
 
+// Slot keys are Hash128 (util/hash128.h) of the salt and the ids. A client able to craft
+// collisions could alias another client's context, which is one more reason the server listens
+// on loopback unless told otherwise.
 std::string SlotStore::key_for(const std::vector<int64_t>& ids) const {
   Hash128 h;
   h.bytes(salt_.data(), salt_.size());
@@ -78,27 +57,10 @@ bool SlotStore::is_key(const std::string& key) {
 std::string SlotStore::path_for(const std::string& key) const { return options_.dir + "/" + key + ".slots.safetensors"; }
 
 void SlotStore::insert_locked(const std::string& key, const StoredSlots& value) {
-  const int64_t bytes = tensor_bytes(value.slots);
-  auto it = index_.find(key);
-  if (it != index_.end()) {
-    stats_.bytes -= it->second->bytes;
-    lru_.erase(it->second);
-    index_.erase(it);
-    --stats_.entries;
-  }
-  if (bytes > options_.max_bytes) return;  // bigger than the whole tier: disk only (or nowhere)
-  lru_.push_front(Entry{key, value, bytes});
-  index_[key] = lru_.begin();
-  stats_.bytes += bytes;
-  ++stats_.entries;
-  while (stats_.bytes > options_.max_bytes && !lru_.empty()) {
-    const Entry& last = lru_.back();
-    stats_.bytes -= last.bytes;
-    index_.erase(last.key);
-    lru_.pop_back();
-    --stats_.entries;
-    ++stats_.evictions;
-  }
+  // An entry bigger than the whole tier is not kept in memory: disk only (or nowhere).
+  stats_.evictions += memory_.put(key, value, tensor_bytes(value.slots));
+  stats_.bytes = memory_.bytes();
+  stats_.entries = memory_.size();
 }
 
 std::optional<StoredSlots> SlotStore::get(const std::string& key) {
@@ -109,11 +71,9 @@ std::optional<StoredSlots> SlotStore::get(const std::string& key) {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = index_.find(key);
-    if (it != index_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);  // now the most recently used
+    if (const StoredSlots* v = memory_.find(key)) {  // now the most recently used
       ++stats_.hits;
-      return it->second->value;
+      return *v;
     }
   }
   // Disk, outside the lock: reading a file must not stall the memory tier for other threads.

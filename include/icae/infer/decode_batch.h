@@ -17,11 +17,12 @@
 // Used by one thread at a time, like the Session it decodes with.
 #pragma once
 #include <cstdint>
-#include <list>
+#include <string>
 #include <memory>
 #include <vector>
 
 #include "icae/infer/session.h"
+#include "icae/util/byte_lru.h"
 
 namespace icae {
 
@@ -63,7 +64,7 @@ class DecodeBatch {
   // Rows whose slot prefix was found kept / had to be prefilled; bytes kept now.
   int64_t prefix_hits() const { return prefix_hits_; }
   int64_t prefix_misses() const { return prefix_misses_; }
-  int64_t prefix_cache_bytes() const { return prefix_bytes_; }
+  int64_t prefix_cache_bytes() const { return prefixes_.bytes(); }
 
  private:
   struct Row;
@@ -71,15 +72,20 @@ class DecodeBatch {
   bool advance(Row& r, const at::Tensor& logits);
   void retire_done();
 
-  struct Prefix;
+  // A kept slot prefix: its embeddings (compared exactly on a hit: the key is their hash) and each
+  // layer's keys and values.
+  struct Prefix {
+    at::Tensor embeds;                     // [length, H], the base model's dtype
+    std::vector<at::Tensor> keys, values;  // per layer [1, Hkv, length, D]
+  };
   // Fills the first `length` positions of a fresh cache with the prefix `head` [length, H]:
   // copied from a kept one, or prefilled (and kept).
   void fill_prefix(const at::Tensor& head, KVCache& cache);
 
   Session& session_;
   DecodeBatchOptions options_;
-  std::list<Prefix> prefixes_;  // most recently used first
-  int64_t prefix_bytes_ = 0, prefix_hits_ = 0, prefix_misses_ = 0;
+  ByteLru<std::string, Prefix> prefixes_;  // keyed by Hash128 of the embeddings
+  int64_t prefix_hits_ = 0, prefix_misses_ = 0;
   std::vector<int64_t> model_stops_;
   std::vector<std::unique_ptr<Row>> rows_;
   std::vector<Finished> finished_;

@@ -11,12 +11,12 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <list>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
+
+#include "icae/util/byte_lru.h"
 
 namespace icae {
 
@@ -62,11 +62,6 @@ class SlotStore {
   const SlotStoreOptions& options() const { return options_; }
 
  private:
-  struct Entry {
-    std::string key;
-    StoredSlots value;
-    int64_t bytes = 0;
-  };
   std::string path_for(const std::string& key) const;
   void insert_locked(const std::string& key, const StoredSlots& value);
 
@@ -76,8 +71,7 @@ class SlotStore {
 
   mutable std::mutex mutex_;
   std::mutex disk_mutex_;  // serialises slot-file writes
-  std::list<Entry> lru_;  // front: most recently used
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+  ByteLru<std::string, StoredSlots> memory_;  // the memory tier
   SlotStoreStats stats_;
 };
 
