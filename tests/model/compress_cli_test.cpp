@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "icae/infer/session.h"
 #include "icae/io/tensor_io.h"
@@ -71,6 +72,42 @@ TEST(CompressCli, EngineExportsHoldTheSessionsPrefixAndSlotFilesKnowTheirAdapter
   const int refused = run("ask --adapter " + a2 + ask);
   ASSERT_TRUE(WIFEXITED(refused));
   EXPECT_EQ(WEXITSTATUS(refused), 5);
+}
+
+// icae demo with two adapters, as scripts/demo runs the bundled ones: --adapter reconstructs,
+// --qa-adapter answers from its own slots of the passage. Fresh adapters: only the plumbing.
+TEST(DemoCli, ReconstructsWithOneAdapterAndAnswersWithTheOther) {
+  const char* env = std::getenv("ICAE_SMOLLM2_GGUF");
+  const std::string model =
+      env ? env : std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::ifstream(model).good()) GTEST_SKIP() << "no " << model << " (run scripts/fetch-model)";
+  const fs::path dir = fs::path(::testing::TempDir()) / ("icae_demo_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto text = std::make_shared<TextModel>(load_text_model(model, {}));
+  IcaeConfig ic;
+  ic.mem_size = 8;
+  ic.lora.r = 4;
+  AdapterInfo info;
+  info.chat_template = "chatml";
+  const std::string a1 = (dir / "ae.safetensors").string(), a2 = (dir / "qa.safetensors").string();
+  save_adapter(a1, Icae(text->model, ic, 1), info);
+  save_adapter(a2, Icae(text->model, ic, 2), info);
+  const std::string doc = (dir / "doc.txt").string(), out = (dir / "out.txt").string();
+  std::ofstream(doc) << "A short document about memory slots, compressed by an in-context autoencoder for a frozen model.";
+  const std::string cmd = std::string(ICAE_CLI_PATH) + " demo --model " + model + " --adapter " + a1 +
+                          " --qa-adapter " + a2 + " --file " + doc + " -q \"What is it about?\" -n 3 --threads 1";
+  ASSERT_EQ(std::system((cmd + " >" + out + " 2>&1").c_str()), 0);
+  std::stringstream shown;
+  shown << std::ifstream(out).rdbuf();
+  EXPECT_NE(shown.str().find("answers: " + a2), std::string::npos) << shown.str();
+  EXPECT_NE(shown.str().find("from slots:"), std::string::npos) << shown.str();
+  EXPECT_NE(shown.str().find("ICAE (slots):"), std::string::npos) << shown.str();
+  // A missing answering adapter is a clear error, not a demo without answers.
+  const int bad = std::system((std::string(ICAE_CLI_PATH) + " demo --model " + model + " --adapter " + a1 +
+                               " --qa-adapter " + (dir / "missing.safetensors").string() + " --file " + doc +
+                               " >/dev/null 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(bad));
+  EXPECT_NE(WEXITSTATUS(bad), 0);
 }
 
 }  // namespace

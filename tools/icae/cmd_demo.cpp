@@ -2,7 +2,8 @@
 // 4x into memory slots, each original beside its reconstruction from the slots (BLEU-4),
 // questions answered from the slots alone beside the base model's answers with the full
 // passage, and what reading slots instead of the passage saves (prefill tokens, KV cache, time).
-// scripts/demo runs it on the bundled adapter (models/demo); --file runs it on any text.
+// scripts/demo runs it on the bundled adapters (models/demo: the pretrained one reconstructs, the
+// fine-tuned one answers, as in the paper); --file runs it on any text.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,7 +28,7 @@ using Ids = std::vector<int64_t>;
 using Clock = std::chrono::steady_clock;
 
 struct DemoArgs {
-  std::string model, adapter, file;
+  std::string model, adapter, qa_adapter, file;
   std::vector<std::string> passages_data, questions;
   int64_t passages = 3, max_new_tokens = 64;
   cli::RunOptions run;
@@ -69,8 +70,10 @@ void print_wrapped(const char* label, const std::string& text) {
   std::printf("  %-15s %s\n", label, flat.c_str());
 }
 
-void show_passage(Session& s, const std::string& text, const std::vector<std::string>& questions, int64_t n,
-                  const DemoArgs& a) {
+// s reconstructs (and gives the base model's full-context answers); qa answers from its own slots
+// of the passage (a fine-tuned adapter: each adapter reads only the slots its own encoder made).
+void show_passage(Session& s, Session& qa, const std::string& text, const std::vector<std::string>& questions,
+                  int64_t n, const DemoArgs& a) {
   const Ids ids = s.tokenize(text);
   ICAE_CHECK(!ids.empty(), ErrorKind::BadInput, "the passage has no tokens");
   const auto t0 = Clock::now();
@@ -87,14 +90,15 @@ void show_passage(Session& s, const std::string& text, const std::vector<std::st
   print_wrapped("from slots:", s.detokenize(back));
   std::printf("  %-15s BLEU-4 %.3f, first %lld tokens exact\n", "", eval::bleu4(back, ids),
               static_cast<long long>(eval::exact_prefix(back, ids)));
+  const at::Tensor qa_slots = &qa == &s ? slots : qa.compress(std::vector<Ids>{ids})[0];
   for (const auto& q : questions) {
-    DecodeRow from_slots = s.answer_row(slots, q);
+    DecodeRow from_slots = qa.answer_row(qa_slots, q);
     from_slots.max_new_tokens = a.max_new_tokens;
     DecodeRow full = s.generate_row(train::full_context_prompt(s.model(), text, q));
     full.max_new_tokens = a.max_new_tokens;
     const int64_t slot_prefix = static_cast<int64_t>(from_slots.prefix.size());
     const int64_t full_prefix = static_cast<int64_t>(full.prefix.size());
-    const Timed x = timed_run(s, from_slots);
+    const Timed x = timed_run(qa, from_slots);
     const Timed y = timed_run(s, full);
     std::printf("  Q: %s\n", q.c_str());
     print_wrapped("ICAE (slots):", s.detokenize(without_stop(x.c)));
@@ -133,11 +137,17 @@ void run_demo(const DemoArgs& a) {
               a.adapter.c_str(), static_cast<long long>(icae.config().mem_size),
               static_cast<long long>(icae.config().mem_size * icae.config().compression_rate), seconds_since(t0));
   if (!s.adapter().info.notes.empty()) std::printf("adapter notes: %s\n", s.adapter().info.notes.c_str());
+  // The answering adapter, when it is another one (the base model is loaded again: ~1 s for SmolLM2).
+  std::unique_ptr<Session> qa;
+  if (!a.qa_adapter.empty() && a.qa_adapter != a.adapter) {
+    qa = std::make_unique<Session>(open_session(a.model, a.qa_adapter, o));
+    std::printf("answers: %s\n", a.qa_adapter.c_str());
+  }
   const std::vector<std::string> questions =
       a.questions.empty() ? std::vector<std::string>{"Summarize the passage in one sentence.",
                                                      "List the people and places mentioned in the passage."}
                           : a.questions;
-  for (size_t i = 0; i < texts.size(); ++i) show_passage(s, texts[i], questions, static_cast<int64_t>(i) + 1, a);
+  for (size_t i = 0; i < texts.size(); ++i) show_passage(s, qa ? *qa : s, texts[i], questions, static_cast<int64_t>(i) + 1, a);
 }
 
 void setup_demo(CLI::App& root) {
@@ -148,7 +158,10 @@ void setup_demo(CLI::App& root) {
       "and questions answered from the slots beside the base model's answers with the full text.\n"
       "Example: icae demo --model SmolLM2.gguf --adapter models/demo/adapter.safetensors --file my.txt");
   c->add_option("--model", a->model, "Base model folder or .gguf file")->required();
-  c->add_option("--adapter", a->adapter, "ICAE adapter (.safetensors)")->required();
+  c->add_option("--adapter", a->adapter, "ICAE adapter (.safetensors): reconstructs, and answers unless --qa-adapter")
+      ->required();
+  c->add_option("--qa-adapter", a->qa_adapter,
+                "A fine-tuned adapter of the same base to answer the questions with (its own slots of each passage)");
   c->add_option("--passages-data", a->passages_data, "Held-out passages: JSONL with \"text\", or text files");
   c->add_option("--passages", a->passages, "How many of them to show")->check(cli::at_least(1))->capture_default_str();
   c->add_option("--file", a->file, "Your own text instead (long texts are compressed segment by segment)");
