@@ -24,24 +24,46 @@ namespace {
 
 int run(const std::string& args) { return std::system((std::string(ICAE_CLI_PATH) + " " + args + " >/dev/null 2>&1").c_str()); }
 
-TEST(CompressCli, EngineExportsHoldTheSessionsPrefixAndSlotFilesKnowTheirAdapter) {
+std::string smollm2_path() {
   const char* env = std::getenv("ICAE_SMOLLM2_GGUF");
-  const std::string model =
-      env ? env : std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return env ? env : std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+const char* const kDocText =
+    "A short document about memory slots, compressed by an in-context autoencoder for a frozen model.";
+
+// A temporary folder with two fresh adapters of SmolLM2 (k 8, r 4, chatml; seeds 1 and 2) and a
+// short document, for the command-line tests.
+struct CliFixture {
+  fs::path dir;
+  std::shared_ptr<TextModel> text;
+  std::string a1, a2, doc;
+  CliFixture(const std::string& model, const std::string& name, const std::string& a1_name,
+             const std::string& a2_name) {
+    dir = fs::path(::testing::TempDir()) / (name + "_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    text = std::make_shared<TextModel>(load_text_model(model, {}));
+    IcaeConfig ic;
+    ic.mem_size = 8;
+    ic.lora.r = 4;
+    AdapterInfo info;
+    info.chat_template = "chatml";
+    a1 = (dir / a1_name).string();
+    a2 = (dir / a2_name).string();
+    save_adapter(a1, Icae(text->model, ic, 1), info);
+    save_adapter(a2, Icae(text->model, ic, 2), info);
+    doc = (dir / "doc.txt").string();
+    std::ofstream(doc) << kDocText;
+  }
+};
+
+TEST(CompressCli, EngineExportsHoldTheSessionsPrefixAndSlotFilesKnowTheirAdapter) {
+  const std::string model = smollm2_path();
   if (!std::ifstream(model).good()) GTEST_SKIP() << "no " << model << " (run scripts/fetch-model)";
-  const fs::path dir = fs::path(::testing::TempDir()) / ("icae_compress_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  auto text = std::make_shared<TextModel>(load_text_model(model, {}));
-  IcaeConfig ic;
-  ic.mem_size = 8;
-  ic.lora.r = 4;
-  AdapterInfo info;
-  info.chat_template = "chatml";
-  const std::string a1 = (dir / "a1.safetensors").string(), a2 = (dir / "a2.safetensors").string();
-  save_adapter(a1, Icae(text->model, ic, 1), info);
-  save_adapter(a2, Icae(text->model, ic, 2), info);
-  const std::string doc = (dir / "doc.txt").string();
-  std::ofstream(doc) << "A short document about memory slots, compressed by an in-context autoencoder for a frozen model.";
+  const CliFixture f(model, "icae_compress_cli", "a1.safetensors", "a2.safetensors");
+  const fs::path& dir = f.dir;
+  const auto& text = f.text;
+  const std::string &a1 = f.a1, &a2 = f.a2, &doc = f.doc;
   const std::string common = " --model " + model + " --context " + doc + " --threads 1";
 
   ASSERT_EQ(run("compress --adapter " + a1 + common + " --format vllm --prompt \"What is it about?\" -o " +
@@ -51,7 +73,7 @@ TEST(CompressCli, EngineExportsHoldTheSessionsPrefixAndSlotFilesKnowTheirAdapter
 
   auto adapter = std::make_shared<LoadedAdapter>(load_adapter(a1, text->model));
   Session s(text, adapter);
-  at::Tensor slots = s.compress(std::string("A short document about memory slots, compressed by an in-context autoencoder for a frozen model."));
+  at::Tensor slots = s.compress(std::string(kDocText));
   // vllm: the whole FT prefix with the prompt, in the model's dtype.
   DecodeRow row = s.answer_row(slots, "What is it about?");
   at::Tensor want = s.icae().decoder_embeddings(row.prefix, slots);
@@ -77,23 +99,12 @@ TEST(CompressCli, EngineExportsHoldTheSessionsPrefixAndSlotFilesKnowTheirAdapter
 // icae demo with two adapters, as scripts/demo runs the bundled ones: --adapter reconstructs,
 // --qa-adapter answers from its own slots of the passage. Fresh adapters: only the plumbing.
 TEST(DemoCli, ReconstructsWithOneAdapterAndAnswersWithTheOther) {
-  const char* env = std::getenv("ICAE_SMOLLM2_GGUF");
-  const std::string model =
-      env ? env : std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const std::string model = smollm2_path();
   if (!std::ifstream(model).good()) GTEST_SKIP() << "no " << model << " (run scripts/fetch-model)";
-  const fs::path dir = fs::path(::testing::TempDir()) / ("icae_demo_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  auto text = std::make_shared<TextModel>(load_text_model(model, {}));
-  IcaeConfig ic;
-  ic.mem_size = 8;
-  ic.lora.r = 4;
-  AdapterInfo info;
-  info.chat_template = "chatml";
-  const std::string a1 = (dir / "ae.safetensors").string(), a2 = (dir / "qa.safetensors").string();
-  save_adapter(a1, Icae(text->model, ic, 1), info);
-  save_adapter(a2, Icae(text->model, ic, 2), info);
-  const std::string doc = (dir / "doc.txt").string(), out = (dir / "out.txt").string();
-  std::ofstream(doc) << "A short document about memory slots, compressed by an in-context autoencoder for a frozen model.";
+  const CliFixture f(model, "icae_demo_cli", "ae.safetensors", "qa.safetensors");
+  const fs::path& dir = f.dir;
+  const std::string &a1 = f.a1, &a2 = f.a2, &doc = f.doc;
+  const std::string out = (dir / "out.txt").string();
   const std::string cmd = std::string(ICAE_CLI_PATH) + " demo --model " + model + " --adapter " + a1 +
                           " --qa-adapter " + a2 + " --file " + doc + " -q \"What is it about?\" -n 3 --threads 1";
   ASSERT_EQ(std::system((cmd + " >" + out + " 2>&1").c_str()), 0);
