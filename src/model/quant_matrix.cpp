@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,20 @@ constexpr int64_t kGroup = 4;  // rows interleaved per stream
 // alone leaves a single thread waiting on memory: on the AVX-512 EPYC (2026-12-02, SmolLM2,
 // 1 thread, int8-vnni) 640 bytes ahead decoded at 5.2 ms/token, 4-12 KB ahead at 3.5-3.8.
 constexpr int64_t kPrefetchBytes = 4096;
+// split_activation_digits: per block 4 digits x 2 halves of 16 activations, each half written 4
+// times over (64 bytes), as the kernel's 128-bit lanes read it: a plain load per vpdpbusd, where
+// broadcasting each 16 bytes inside the kernel (vbroadcasti32x4) would cost a shuffle per vpdpbusd.
+constexpr int64_t kDigitBlockBytes = 4 * 2 * 64;
+
+// Prefetches every cache line of the block group kPrefetchBytes ahead of p: one group is 80 or 136
+// bytes, so one prefetch per group (as before 2026-12-02) left every fifth (Q4_1) or every other
+// (Q8_0) line to the hardware prefetcher. Stepping back from the group's last byte in 64s
+// reaches each line of the contiguous stream at least once.
+template <int64_t GroupBytes>
+inline void prefetch_group(const uint8_t* p) {
+  for (int64_t off = GroupBytes - 1; off >= 0; off -= 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + off), _MM_HINT_T0);
+}
 
 int64_t quant_bytes(QuantFormat f) { return f == QuantFormat::Q4_1 ? 16 : 32; }
 // Bytes of one block group: 4 rows' quants, 4 scales, (4 mins).
@@ -110,7 +125,7 @@ __attribute__((target("avx512f,avx512bw,fma,f16c"))) void groups_avx512_t(const 
       __m128 mins = _mm_setzero_ps();
       const uint8_t* p = packed + g * blocks * gb;
       for (int64_t b = 0; b < blocks; ++b, p += gb) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+        prefetch_group<gb>(p);
         const __m512 x0 = _mm512_loadu_ps(xv + b * kQuantBlock), x1 = _mm512_loadu_ps(xv + b * kQuantBlock + 16);
         const uint8_t* sc = p + kGroup * qb;  // 4 f16 scales (then 4 f16 mins)
         alignas(16) float sk[kGroup];
@@ -167,7 +182,7 @@ __attribute__((target("avx2,fma,f16c"))) void groups_avx2_t(const KernelArgs& a,
       __m128 mins = _mm_setzero_ps();
       const uint8_t* p = packed + g * blocks * gb;
       for (int64_t b = 0; b < blocks; ++b, p += gb) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+        prefetch_group<gb>(p);
         const float* xb = xv + b * kQuantBlock;
         const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
                      x3 = _mm256_loadu_ps(xb + 24);
@@ -263,7 +278,7 @@ __attribute__((target("avx2,fma,f16c"))) void groups_int8_avx2_t(const KernelArg
       __m128 mins = _mm_setzero_ps();
       const uint8_t* p = packed + g * blocks * gb;
       for (int64_t b = 0; b < blocks; ++b, p += gb) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+        prefetch_group<gb>(p);
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv + b * kQuantBlock));
         const uint8_t* sc = p + kGroup * qb;  // 4 f16 scales (then 4 f16 mins)
         const __m128 scale = _mm_mul_ps(halves4(sc), _mm_set1_ps(xd[b]));
@@ -324,7 +339,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void groups_int8
       __m128 mins = _mm_setzero_ps();
       const uint8_t* p = packed + g * blocks * gb;
       for (int64_t b = 0; b < blocks; ++b, p += gb) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+        prefetch_group<gb>(p);
         const uint8_t* sc = p + kGroup * qb;  // 4 f16 scales (then 4 f16 mins)
         const __m512 scale =
             _mm512_mul_ps(_mm512_castps128_ps512(halves4(sc)), _mm512_set1_ps(xd[b]));  // lanes 0..3 used
@@ -372,6 +387,101 @@ void groups_int8_vnni(const KernelArgs& a, int64_t g0, int64_t g1) {
   else groups_int8_vnni_t<false>(a, g0, g1);
 }
 
+// --- Kernels on fixed-point activations -----------------------------------------------------
+// AVX-512 VNNI at float32 accuracy: each block of 32 activations becomes integers X = x / u for a
+// power of two u (so x = X u exactly wherever x has no bits below u), |X| <= 127 * 2^21, written
+// as four signed base-128 digits X = a0 2^21 + a1 2^14 + a2 2^7 + a3 (split_activation_digits).
+// Every activation within 8x of its block's maximum is kept exactly, every other one to within
+// max / (127 2^21) (about 2^-28 of the maximum): the products with the weights' quants are exact integer sums, as in the
+// int8 kernel, at 4 x vpdpbusd per pair of 64 bytes instead of 1 (still half the instructions of
+// the float kernel). Q4_1 only (quants 0..15 are vpdpbusd's unsigned operand); Q8_0's signed
+// quants would need their signs moved onto every digit, which costs what the float kernel costs,
+// so Q8_0 matrices take the float kernel.
+__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void groups_fixed_vnni_q4(const KernelArgs& a, int64_t g0,
+                                                                                       int64_t g1) {
+  const QuantMatrix& w = *a.w;
+  const int64_t blocks = w.cols / kQuantBlock;
+  constexpr int64_t qb = 16, gb = kGroup * qb + kGroup * 4;
+  const uint8_t* packed = static_cast<const uint8_t*>(w.packed.data_ptr());
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i by4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512 two14 = _mm512_set1_ps(16384.0f);
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t v = 0; v < a.n; ++v) {
+      const int8_t* dv = a.xq + v * blocks * kDigitBlockBytes;
+      const float* unit = a.xd + v * blocks;
+      const float* xs = a.xsum + v * blocks;
+      __m512 acc = _mm512_setzero_ps();
+      __m128 mins = _mm_setzero_ps();
+      const uint8_t* p = packed + g * blocks * gb;
+      for (int64_t b = 0; b < blocks; ++b, p += gb) {
+        prefetch_group<gb>(p);
+        const uint8_t* sc = p + kGroup * qb;  // 4 f16 scales, then 4 f16 mins
+        const __m512i raw = _mm512_loadu_si512(p);
+        const __m512i lo = _mm512_and_si512(raw, low4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+        const int8_t* d = dv + b * kDigitBlockBytes;  // digit k of x[0..15] at 128k, of x[16..31] at 128k + 64
+#define digit(k, half) _mm512_loadu_si512(d + 128 * (k) + 64 * (half))
+        // 128-bit lane k sums row k. a0 2^7 + a1 and a2 2^7 + a3 stay below 2^21 in every lane,
+        // so both convert to float exactly; one rounding joins them.
+        __m512i high = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, digit(0, 0)), hi, digit(0, 1));
+        high = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(high, 7), lo, digit(1, 0)), hi, digit(1, 1));
+        __m512i low = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, digit(2, 0)), hi, digit(2, 1));
+        low = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(low, 7), lo, digit(3, 0)), hi, digit(3, 1));
+#undef digit
+        const __m512 dot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(high), two14, _mm512_cvtepi32_ps(low));
+        const __m512 scale = _mm512_castps128_ps512(_mm_mul_ps(halves4(sc), _mm_set1_ps(unit[b])));
+        acc = _mm512_fmadd_ps(dot, _mm512_permutexvar_ps(by4, scale), acc);
+        mins = _mm_fmadd_ps(halves4(sc + 2 * kGroup), _mm_set1_ps(xs[b]), mins);
+      }
+      alignas(64) float l[16];
+      _mm512_store_ps(l, acc);
+      float m[kGroup];
+      _mm_storeu_ps(m, mins);
+      for (int k = 0; k < kGroup; ++k)
+        if (g * kGroup + k < w.rows) a.y[v * w.rows + g * kGroup + k] = l[4 * k] + l[4 * k + 1] + l[4 * k + 2] + l[4 * k + 3] + m[k];
+    }
+}
+
+void groups_fixed_vnni(const KernelArgs& a, int64_t g0, int64_t g1) {
+  if (a.w->format == QuantFormat::Q4_1) groups_fixed_vnni_q4(a, g0, g1);
+  else groups_avx512_t<false>(a, g0, g1);
+}
+
+// The digits for groups_fixed_vnni_q4 (and the tests), 16 activations at a time.
+__attribute__((target("avx512f,avx512bw"))) void split_digits_avx512(const float* x, int64_t blocks, int8_t* digits,
+                                                                     float* unit) {
+  const __m512i c64 = _mm512_set1_epi32(64), c127 = _mm512_set1_epi32(127);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* xb = x + b * kQuantBlock;
+    int8_t* out = digits + b * kDigitBlockBytes;
+    const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const bool nan = (_mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x1, x1, _CMP_UNORD_Q)) != 0;
+    if (nan || !(amax > 0) || !std::isfinite(amax)) {  // zero block: unit 0; NaN or infinity: the result is NaN
+      std::memset(out, 0, kDigitBlockBytes);
+      unit[b] = !nan && amax == 0 ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    // The smallest power of two u with amax / u <= 127 * 2^21, kept a normal or subnormal float.
+    int e = 0;
+    const double f = std::frexp(static_cast<double>(amax) / (127.0 * 2097152.0), &e);
+    if (f == 0.5) --e;
+    e = std::max(e, -149);
+    unit[b] = std::ldexp(1.0f, e);
+    const __m512 shift = _mm512_set1_ps(static_cast<float>(-e));
+    for (int half = 0; half < 2; ++half) {
+      // x 2^-e is exact (scalef), the conversion rounds to the nearest integer (ties to even).
+      __m512i X = _mm512_cvtps_epi32(_mm512_scalef_ps(half ? x1 : x0, shift));
+      for (int k = 3; k >= 1; --k) {  // balanced digits in [-64, 63]; a0 takes what is left (|a0| <= 127)
+        const __m512i d = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(X, c64), c127), c64);
+        _mm512_storeu_si512(out + 128 * k + 64 * half, _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(d)));
+        X = _mm512_srai_epi32(_mm512_sub_epi32(X, d), 7);
+      }
+      _mm512_storeu_si512(out + 64 * half, _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(X)));
+    }
+  }
+}
+
 bool is_int8(QuantKernelKind k) {
   return k == QuantKernelKind::Int8Scalar || k == QuantKernelKind::Int8Avx2 || k == QuantKernelKind::Int8Vnni;
 }
@@ -389,6 +499,7 @@ GroupsKernel kernel_of(QuantKernelKind k) {
     case QuantKernelKind::Int8Scalar: return groups_int8_scalar;
     case QuantKernelKind::Int8Avx2: return groups_int8_avx2;
     case QuantKernelKind::Int8Vnni: return groups_int8_vnni;
+    case QuantKernelKind::FixedVnni: return groups_fixed_vnni;
     default: return groups_scalar;
   }
 }
@@ -401,18 +512,20 @@ bool quant_kernel_supported(QuantKernelKind k) {
     case QuantKernelKind::Avx2: return cpu_has_avx2();
     case QuantKernelKind::Int8Avx2: return cpu_has_avx2();
     case QuantKernelKind::Int8Vnni: return cpu_has_vnni();
+    case QuantKernelKind::FixedVnni: return cpu_has_vnni();
     default: return true;
   }
 }
 
-// The widest this CPU runs, unless ICAE_QUANT_KERNEL=scalar|avx2|avx512 asks for one it supports
-// (benchmarks compare them).
+// The fastest float32-accurate kernel this CPU runs (fixed-vnni: the activations as 29-bit integers
+// per block), unless ICAE_QUANT_KERNEL names one it supports (benchmarks compare them).
 QuantKernelKind quant_kernel_default() {
   static const QuantKernelKind kind = [] {
     const char* env = std::getenv("ICAE_QUANT_KERNEL");
     const std::string want = env ? env : "";
     for (QuantKernelKind k : all_quant_kernels())
       if (want == quant_kernel_name(k) && quant_kernel_supported(k)) return k;
+    if (cpu_has_vnni()) return QuantKernelKind::FixedVnni;
     return cpu_has_avx512() ? QuantKernelKind::Avx512 : cpu_has_avx2() ? QuantKernelKind::Avx2 : QuantKernelKind::Scalar;
   }();
   return kind;
@@ -425,13 +538,15 @@ const char* quant_kernel_name(QuantKernelKind k) {
     case QuantKernelKind::Int8Scalar: return "int8-scalar";
     case QuantKernelKind::Int8Avx2: return "int8-avx2";
     case QuantKernelKind::Int8Vnni: return "int8-vnni";
+    case QuantKernelKind::FixedVnni: return "fixed-vnni";
     default: return "scalar";
   }
 }
 
 std::vector<QuantKernelKind> all_quant_kernels() {
   return {QuantKernelKind::Scalar,     QuantKernelKind::Avx2,     QuantKernelKind::Avx512,
-          QuantKernelKind::Int8Scalar, QuantKernelKind::Int8Avx2, QuantKernelKind::Int8Vnni};
+          QuantKernelKind::Int8Scalar, QuantKernelKind::Int8Avx2, QuantKernelKind::Int8Vnni,
+          QuantKernelKind::FixedVnni};
 }
 
 bool quant_kernel_rounds_activations(QuantKernelKind k) { return is_int8(k); }
@@ -510,6 +625,11 @@ void quantise_activations(const float* x, int64_t blocks, int8_t* q, float* d) {
   }
 }
 
+void split_activation_digits(const float* x, int64_t blocks, int8_t* digits, float* unit) {
+  ICAE_CHECK(cpu_has_avx512(), ErrorKind::Unsupported, "split_activation_digits needs AVX-512");
+  split_digits_avx512(x, blocks, digits, unit);
+}
+
 void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y) {
   quant_gemv(w, x, n, y, quant_kernel_default());
 }
@@ -533,6 +653,12 @@ void quant_gemv(const QuantMatrix& w, const float* x, int64_t n, float* y, Quant
     xq.resize(n * w.cols);
     xd.resize(n * blocks);
     quantise_activations(x, n * blocks, xq.data(), xd.data());
+    args.xq = xq.data();
+    args.xd = xd.data();
+  } else if (kind == QuantKernelKind::FixedVnni && w.format == QuantFormat::Q4_1) {
+    xq.resize(n * blocks * kDigitBlockBytes);
+    xd.resize(n * blocks);
+    split_digits_avx512(x, n * blocks, xq.data(), xd.data());
     args.xq = xq.data();
     args.xd = xd.data();
   }

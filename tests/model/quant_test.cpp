@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "icae/eval/golden_check.h"
@@ -68,6 +70,7 @@ TEST_P(QuantKernel, EqualsDenseProductWithDequantisedWeights) {
     for (int64_t n : {1, 3, 8, 11}) {  // 202 rows: 4-row steps and a remainder
       at::Tensor x = at::randn({n, 576});
       if (n == 3) x[1].narrow(0, 64, 32).zero_();  // an all-zero block (scale 0)
+      if (n == 8) x[2][100] = 300.0f;               // an outlier (fixed-vnni: small values rounded)
       const bool rounds = quant_kernel_rounds_activations(k);
       at::Tensor ref = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
       if (rounds)  // the scale term with the rounded x; Q4_1's min term keeps exact sums of x
@@ -112,6 +115,45 @@ TEST(QuantActivations, RoundsEachBlockToInt8WithItsMaxScale) {
   EXPECT_EQ(q[4], 2);
   EXPECT_EQ(d[1], 0.0f);  // the all-zero second block
   EXPECT_EQ(q[40], 0);
+}
+
+// The fixed-point kernel's activations: exact where |x| >= max / 8, within about 2^-28 max elsewhere.
+TEST(QuantActivations, DigitsWriteEachBlockAsA29BitInteger) {
+  if (!quant_kernel_supported(QuantKernelKind::FixedVnni)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const int64_t blocks = 6;
+  at::manual_seed(5);
+  at::Tensor xt = at::randn({blocks * kQuantBlock});
+  xt[3] = 1000.0f;                            // block 0: an outlier, the rest far below max / 8
+  xt.narrow(0, 32, 32).zero_();               // block 1: all zero
+  xt.narrow(0, 64, 32).mul_(1e-39f);          // block 2: subnormal floats
+  xt.narrow(0, 96, 32).mul_(1e37f);           // block 3: near the float range
+  xt[100] = -3.0e38f;
+  xt[128 + 7] = std::nanf("");                // block 4: a NaN
+  const float* x = xt.data_ptr<float>();     // block 5: plain normal values
+  // Per block 4 digits x 2 halves of 16 activations, each half written 4 times (one per 128-bit lane).
+  std::vector<int8_t> digits(blocks * 4 * 2 * 64);
+  std::vector<float> unit(blocks);
+  split_activation_digits(x, blocks, digits.data(), unit.data());
+  EXPECT_EQ(unit[1], 0.0f);
+  EXPECT_TRUE(std::isnan(unit[4]));
+  for (int64_t b : {0, 2, 3, 5}) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
+    int e = 0;
+    EXPECT_EQ(std::frexp(unit[b], &e), 0.5f) << "unit is a power of two, block " << b;
+    for (int j = 0; j < 32; ++j) {
+      const int8_t* d = digits.data() + b * 512 + 64 * (j / 16) + j % 16;  // digit k at d[128 k]
+      for (int k = 0; k < 4; ++k)
+        for (int lane = 1; lane < 4; ++lane) EXPECT_EQ(d[128 * k + 16 * lane], d[128 * k]) << "lane copies, " << b << " " << j;
+      EXPECT_LE(std::abs(static_cast<int>(d[0])), 127);
+      for (int k = 1; k < 4; ++k) EXPECT_TRUE(d[128 * k] >= -64 && d[128 * k] <= 63) << b << " " << j << " " << k;
+      const int64_t X = (int64_t{d[0]} << 21) + (int64_t{d[128]} << 14) + (int64_t{d[256]} << 7) + d[384];
+      EXPECT_LE(std::llabs(X), int64_t{127} << 21);
+      const double back = static_cast<double>(X) * unit[b], xj = x[b * 32 + j];
+      if (std::fabs(xj) >= amax / 8) EXPECT_EQ(back, xj) << "block " << b << ", " << j;
+      else EXPECT_LE(std::fabs(back - xj), amax / (127.0 * (1 << 21))) << "block " << b << ", " << j;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantKernel, ::testing::Values(QuantFormat::Q4_1, QuantFormat::Q8_0));

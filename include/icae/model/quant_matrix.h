@@ -45,18 +45,30 @@ struct QuantMatrix {
 // float and keep the activations exact. Int8 kernels (a portable loop, AVX2's vpmaddubsw,
 // AVX-512 VNNI's vpdpbusd) first round each block of 32 activations to int8 with one float scale,
 // as llama.cpp does, and take exact integer dot products: several times fewer instructions per
-// weight, at a relative rounding error of about 1/254 per activation block.
-enum class QuantKernelKind { Scalar, Avx2, Avx512, Int8Scalar, Int8Avx2, Int8Vnni };
+// weight, at a relative rounding error of about 1/254 per activation block. The fixed-point VNNI
+// kernel sits between: Q4_1 against activations written as 29-bit integers per block (four int8
+// digits, split_activation_digits), float32-accurate at half the float kernel's instructions;
+// Q8_0 matrices take the AVX-512 float kernel under it.
+enum class QuantKernelKind { Scalar, Avx2, Avx512, Int8Scalar, Int8Avx2, Int8Vnni, FixedVnni };
 std::vector<QuantKernelKind> all_quant_kernels();
 bool quant_kernel_supported(QuantKernelKind k);
 bool quant_kernel_rounds_activations(QuantKernelKind k);
-// The kernel decoding uses: ICAE_QUANT_KERNEL=scalar|avx2|avx512|int8-scalar|int8-avx2|int8-vnni
-// picks one this CPU supports; otherwise the widest float kernel.
+// The kernel decoding uses: ICAE_QUANT_KERNEL=scalar|avx2|avx512|int8-scalar|int8-avx2|int8-vnni|
+// fixed-vnni picks one this CPU supports; otherwise the fastest float32-accurate one (fixed-vnni
+// where AVX-512 VNNI runs, else avx512, avx2, scalar).
 QuantKernelKind quant_kernel_default();
 const char* quant_kernel_name(QuantKernelKind k);
 // The int8 kernels' activation rounding, for `blocks` consecutive blocks of 32 floats:
 // d[b] = max |x| / 127, q = round(x / d[b]) (to nearest even; a zero block has d = 0, q = 0).
 void quantise_activations(const float* x, int64_t blocks, int8_t* q, float* d);
+// The fixed-point kernel's activations, for `blocks` consecutive blocks of 32 floats: a power of
+// two unit[b] and integers X = round(x / unit[b]) with |X| <= 127 * 2^21, four signed digits each
+// (X = a0 2^21 + a1 2^14 + a2 2^7 + a3, a1..a3 in [-64, 63]), stored per block in 512 bytes as the
+// kernel's 128-bit lanes read them: digit k of activation j at digits[b * 512 + 128 k + 64 (j / 16)
+// + 16 l + j % 16] for each lane l = 0..3. x = X unit exactly wherever |x| >= max |x| / 8, and within
+// max |x| / (127 2^21) (about 2^-28 max |x|) elsewhere. A zero block has unit 0; a block with NaN or infinity unit NaN.
+// Needs AVX-512 (Unsupported otherwise).
+void split_activation_digits(const float* x, int64_t blocks, int8_t* digits, float* unit);
 // Whether the default kernel is vectorised rather than the scalar loop.
 bool quant_kernels_vectorised();
 
