@@ -17,7 +17,8 @@ at::Tensor Icae::decoder_embeddings(const std::vector<int64_t>& ids, const at::T
   at::Tensor e = embed_mixed(at::tensor(ids, at::kLong));  // [T, H]
   if (n == 0) return e;
   at::Tensor index = at::tensor(positions, at::kLong).to(e.device());
-  return e.index_put({index}, slots.to(e.scalar_type()));
+  // Slots may come from a file (CPU) while the model runs on a GPU.
+  return e.index_put({index}, slots.to(e.device(), e.scalar_type()));
 }
 
 at::Tensor Icae::decoder_loss(const std::vector<int64_t>& ids, const std::vector<int64_t>& labels,

@@ -26,10 +26,12 @@ struct GoldenFixture {
   TensorMap golden;
 };
 
-inline GoldenFixture load_golden_fixture(const std::string& name) {
+inline GoldenFixture load_golden_fixture(const std::string& name, at::Device device = at::kCPU) {
   const std::string dir = golden_dir(name);
   GoldenFixture f;
-  f.base = std::make_shared<Transformer>(load_transformer(dir + "/base", {}));
+  ModelLoadOptions mo;
+  mo.device = device;
+  f.base = std::make_shared<Transformer>(load_transformer(dir + "/base", mo));
   AdapterLoadOptions o;
   o.lora_alpha = 32;  // the released layout stores no alpha
   f.icae = load_adapter(dir + "/icae.safetensors", f.base, o).icae;
