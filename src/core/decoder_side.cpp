@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 
 #include "icae/core/icae.h"
+#include "icae/core/lm_head_loss.h"
 #include "icae/util/error.h"
 
 namespace icae {
@@ -88,8 +89,8 @@ RowLosses Icae::decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
   out.sums = at::zeros({static_cast<int64_t>(ids.size())}, hidden.options().dtype(at::kFloat));
   if (positions.empty()) return out;
   at::Tensor picked = hidden.reshape({-1, hidden.size(-1)}).index_select(0, at::tensor(positions, at::kLong).to(dev));
-  at::Tensor logits = base_->lm_head(picked).to(at::kFloat);  // [N, V] over the base vocab
-  at::Tensor ce = at::cross_entropy_loss(logits, at::tensor(targets, at::kLong).to(dev), {}, at::Reduction::None);
+  // Over the base vocab, a chunk of rows at a time (lm_head_loss.h): no [N, V] logits in memory.
+  at::Tensor ce = lm_head_cross_entropy(picked, base_->lm_head_weight(), at::tensor(targets, at::kLong));
   out.sums = out.sums.index_add(0, at::tensor(row_of, at::kLong).to(dev), ce);
   return out;
 }

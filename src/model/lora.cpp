@@ -2,8 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include <cmath>
+#include <mutex>
 
 #include "icae/model/tensor_names.h"
 #include "icae/model/transformer.h"
@@ -18,6 +22,60 @@ constexpr TensorRole kProjWeights[kNumProj] = {TensorRole::AttnQ,   TensorRole::
                                                TensorRole::FfnDown};
 TensorRole weight_role(Proj p) { return kProjWeights[static_cast<int>(p)]; }
 }  // namespace
+
+namespace {
+
+// splitmix64's finaliser: a bijective 64-bit mix; consecutive counters give independent words.
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+template <typename T>
+void fill_dropout_mask(T* out, int64_t n, uint64_t seed, uint32_t keep_below, float scale) {
+  const T on = static_cast<T>(scale), off = static_cast<T>(0.0f);
+  // Two 32-bit uniforms per hash; blocks of 8192 elements (4096 hashes) per task.
+  constexpr int64_t kBlock = 8192;
+  at::parallel_for(0, (n + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
+      for (int64_t i = i0; i < i1; i += 2) {
+        const uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(i / 2 + 1));
+        out[i] = static_cast<uint32_t>(h) < keep_below ? on : off;
+        if (i + 1 < i1) out[i + 1] = static_cast<uint32_t>(h >> 32) < keep_below ? on : off;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor lora_dropout_mask(const at::Tensor& x, double p, at::Generator& gen) {
+  ICAE_CHECK(p >= 0 && p < 1, ErrorKind::Usage, "dropout probability must be in [0, 1)");
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  if (!x.device().is_cpu() || !gen.device().is_cpu()) {
+    at::Tensor keep = at::empty(x.sizes(), x.options().dtype(at::kFloat)).bernoulli_(1.0 - p, gen);
+    return (keep * scale).to(x.scalar_type());
+  }
+  uint64_t seed;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+  }
+  // Keep when a uniform 32-bit word is below (1 - p) 2^32.
+  const double keep = std::ldexp(1.0 - p, 32);
+  const uint32_t keep_below = keep >= 4294967295.0 ? 0xFFFFFFFFu : static_cast<uint32_t>(keep);
+  at::Tensor mask = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  const int64_t n = mask.numel();
+  switch (mask.scalar_type()) {
+    case at::kFloat: fill_dropout_mask(mask.data_ptr<float>(), n, seed, keep_below, scale); break;
+    case at::kBFloat16: fill_dropout_mask(mask.data_ptr<c10::BFloat16>(), n, seed, keep_below, scale); break;
+    case at::kHalf: fill_dropout_mask(mask.data_ptr<c10::Half>(), n, seed, keep_below, scale); break;
+    default: fail(ErrorKind::Unsupported, std::string("dropout on ") + c10::toString(mask.scalar_type()));
+  }
+  return mask;
+}
 
 std::string proj_module_path(Proj p) {
   const std::string hf = role_info(weight_role(p)).hf;  // "self_attn.q_proj.weight"

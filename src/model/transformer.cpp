@@ -292,8 +292,7 @@ at::Tensor add_group_lora(const at::Tensor& out, const at::Tensor& in, const Lor
   const double dropout = lora.config().dropout;
   if (training && dropout > 0) {
     if (gen) {
-      at::Tensor keep = at::empty(in.sizes(), in.options().dtype(at::kFloat)).bernoulli_(1.0 - dropout, *gen);
-      x = in * (keep * (1.0 / (1.0 - dropout))).to(in.scalar_type());
+      x = in * lora_dropout_mask(in, dropout, *gen);
     } else {
       x = at::dropout(in, dropout, true);
     }

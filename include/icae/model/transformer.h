@@ -99,6 +99,7 @@ class Transformer {
   at::Tensor embed(const at::Tensor& ids) const;           // [B, T] -> [B, T, H]
   at::Tensor lm_head(const at::Tensor& hidden) const;      // [..., H] -> [..., V]
   const at::Tensor& embedding_weight() const { return embed_; }
+  const at::Tensor& lm_head_weight() const { return lm_head_; }  // [V, H] (the embedding when tied)
 
   // A weight by its Hugging Face name (a view into the fused storage where fused).
   at::Tensor weight(const std::string& hf_name) const;
