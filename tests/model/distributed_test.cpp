@@ -70,8 +70,10 @@ TEST(DataParallel, TwoRanksEqualOneRankWithTheDoubleBatch) {
   ASSERT_EQ(run("launch --nproc 2 --master-port 29631 -- " + std::string(ICAE_CLI_PATH) + " " +
                 train_args(model, two, 2, 6)),
             0);
-  // Measured 6.7e-7 (f32; the two runs pad their micro-batches differently).
-  EXPECT_LE(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 1e-6);
+  // Float rounding only (f32): the two runs pad their micro-batches differently, the matmuls see
+  // other row counts, and Adam's normalised steps magnify rounding in near-zero gradients.
+  // Measured 6.7e-7, and 1.2e-6 since the LM head's loss is chunked (2026-12-04).
+  EXPECT_LE(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 3e-6);
   // Rank 0 alone wrote the run; its metrics equal the one-rank run's losses.
   std::ifstream a(one + "/metrics.jsonl"), b(two + "/metrics.jsonl");
   std::string la, lb;
