@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "icae/model/fused_ops.h"
 #include "icae/model/kv_cache.h"
 #include "icae/model/lora.h"
 #include "icae/model/tensor_names.h"
@@ -46,6 +47,7 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
 // without a weight it is bit-identical to HF's explicit cast (checked on bf16); the weight then
 // multiplies in the input type as in HF. No float32 copies of the activations.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (fused_ops_apply(x, weight)) return fused_rms_norm(x, weight, eps);  // CPU training: one pass each way
   if (x.scalar_type() == at::kFloat) return at::rms_norm(x, {x.size(-1)}, weight, eps);
   return at::rms_norm(x, {x.size(-1)}, std::nullopt, eps) * weight;
 }
@@ -371,8 +373,13 @@ at::Tensor Transformer::layer_forward(int64_t l, at::Tensor x, const LayerCall& 
   h = rms_norm(x, w.post_norm, config_.rms_norm_eps);
   at::Tensor gu = project(h, pick(w.gate_up, &MergedLayer::gate_up), {}, quant(&QuantLayer::gate_up, &MergedLayer::gate_up));  // [B, T, 2 I]
   gu = group(gu, h, {{Proj::Gate, inter}, {Proj::Up, inter}});
-  auto gate_up = at::split_with_sizes(gu, {inter, inter}, -1);
-  at::Tensor act = at::silu(gate_up[0]) * gate_up[1];
+  at::Tensor act;
+  if (fused_ops_apply(gu)) {
+    act = fused_swiglu(gu);  // CPU training: one pass each way, no split/cat in the backward
+  } else {
+    auto gate_up = at::split_with_sizes(gu, {inter, inter}, -1);
+    act = at::silu(gate_up[0]) * gate_up[1];
+  }
   at::Tensor down = project(act, pick(w.down, &MergedLayer::down), {}, quant(&QuantLayer::down, &MergedLayer::down));
   down = group(down, act, {{Proj::Down, config_.hidden_size}});
   return x + down;

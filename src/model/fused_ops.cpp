@@ -1,0 +1,283 @@
+#include "icae/model/fused_ops.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <immintrin.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+
+// GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_*); nothing here is uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include <cmath>
+
+#include "icae/util/error.h"
+
+#define ICAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+
+namespace icae {
+
+namespace {
+
+using BF16 = c10::BFloat16;
+
+// --- 16 lanes of float32 from/to float32 or bf16 (round to nearest even, NaN kept a NaN: as c10).
+ICAE_AVX512 inline __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+ICAE_AVX512 inline __m512 load(const BF16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+ICAE_AVX512 inline __m512i bf16_bits(__m512 v) {
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+}
+ICAE_AVX512 inline void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+ICAE_AVX512 inline void store(BF16* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bf16_bits(v)));
+}
+// v rounded to T's precision, as float32 (an intermediate result ATen would store as T).
+ICAE_AVX512 inline __m512 round_as(__m512 v, const float*) { return v; }
+ICAE_AVX512 inline __m512 round_as(__m512 v, const BF16*) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(v), 16));
+}
+template <typename T>
+inline float round_as(float v) { return static_cast<float>(static_cast<T>(v)); }
+
+// e^x, Cephes' single-precision polynomial after reducing by ln 2 (about 1 ulp), 2^n by scalef.
+ICAE_AVX512 inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.72283905206835f)), _mm512_set1_ps(-103.97207708f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), f);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(f, f), f), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+bool cpu_has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512dq");
+  return yes;
+}
+
+// ------------------------------------------------------------------------------------ RMSNorm
+
+// Rows of h; r[row] = 1 / sqrt(mean(x^2) + eps) is kept for the backward.
+// (The kernels take a range of rows: intrinsics cannot sit in at::parallel_for's lambda, which
+// does not carry the target attribute.)
+template <typename T>
+ICAE_AVX512 void rms_norm_range(const T* x, const T* w, T* y, float* r, int64_t h, float eps, int64_t r0, int64_t r1) {
+  {
+    for (int64_t row = r0; row < r1; ++row) {
+      const T* xr = x + row * h;
+      T* yr = y + row * h;
+      int64_t i = 0;
+      __m512 acc = _mm512_setzero_ps();
+      for (; i + 16 <= h; i += 16) {
+        const __m512 v = load(xr + i);
+        acc = _mm512_fmadd_ps(v, v, acc);
+      }
+      float ss = _mm512_reduce_add_ps(acc);
+      for (; i < h; ++i) ss += static_cast<float>(xr[i]) * static_cast<float>(xr[i]);
+      const float inv = 1.0f / std::sqrt(ss / static_cast<float>(h) + eps);
+      r[row] = inv;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      for (i = 0; i + 16 <= h; i += 16)
+        store(yr + i, _mm512_mul_ps(round_as(_mm512_mul_ps(load(xr + i), vinv), xr), load(w + i)));
+      for (; i < h; ++i)
+        yr[i] = static_cast<T>(round_as<T>(static_cast<float>(xr[i]) * inv) * static_cast<float>(w[i]));
+    }
+  }
+}
+template <typename T>
+void rms_norm_rows(const T* x, const T* w, T* y, float* r, int64_t rows, int64_t h, float eps) {
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) { rms_norm_range(x, w, y, r, h, eps, r0, r1); });
+}
+
+// gx = r gn - x r^3 (gn . x) / h, with gn = gy * w rounded to T (ATen's product backward).
+template <typename T>
+ICAE_AVX512 void rms_norm_backward_range(const T* x, const T* w, const T* gy, const float* r, T* gx, int64_t h,
+                                         int64_t r0, int64_t r1) {
+  {
+    for (int64_t row = r0; row < r1; ++row) {
+      const T *xr = x + row * h, *gr = gy + row * h;
+      T* out = gx + row * h;
+      int64_t i = 0;
+      __m512 acc = _mm512_setzero_ps();
+      for (; i + 16 <= h; i += 16)
+        acc = _mm512_fmadd_ps(round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr), load(xr + i), acc);
+      float dot = _mm512_reduce_add_ps(acc);
+      for (; i < h; ++i)
+        dot += round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i])) * static_cast<float>(xr[i]);
+      const float inv = r[row], c = inv * inv * inv * dot / static_cast<float>(h);
+      const __m512 vinv = _mm512_set1_ps(inv), vc = _mm512_set1_ps(c);
+      for (i = 0; i + 16 <= h; i += 16) {
+        const __m512 gn = round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr);
+        store(out + i, _mm512_fnmadd_ps(load(xr + i), vc, _mm512_mul_ps(gn, vinv)));
+      }
+      for (; i < h; ++i) {
+        const float gn = round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i]));
+        out[i] = static_cast<T>(gn * inv - static_cast<float>(xr[i]) * c);
+      }
+    }
+  }
+}
+template <typename T>
+void rms_norm_backward_rows(const T* x, const T* w, const T* gy, const float* r, T* gx, int64_t rows, int64_t h) {
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) { rms_norm_backward_range(x, w, gy, r, gx, h, r0, r1); });
+}
+
+struct RmsNormBackward : torch::autograd::Node {
+  at::Tensor x, weight, r;  // x detached, contiguous; r [rows] float32
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    if (!grads[0].defined()) return {at::Tensor()};
+    const at::Tensor gy = grads[0].to(x.scalar_type()).contiguous();
+    at::Tensor gx = at::empty_like(x);
+    const int64_t h = x.size(-1), rows = x.numel() / h;
+    if (x.scalar_type() == at::kBFloat16)
+      rms_norm_backward_rows(x.data_ptr<BF16>(), weight.data_ptr<BF16>(), gy.data_ptr<BF16>(), r.data_ptr<float>(),
+                             gx.data_ptr<BF16>(), rows, h);
+    else
+      rms_norm_backward_rows(x.data_ptr<float>(), weight.data_ptr<float>(), gy.data_ptr<float>(), r.data_ptr<float>(),
+                             gx.data_ptr<float>(), rows, h);
+    return {gx};
+  }
+};
+
+// ------------------------------------------------------------------------------------- SwiGLU
+
+// y = round(silu(g)) * u over rows of [g | u] (2i wide).
+template <typename T>
+ICAE_AVX512 void swiglu_range(const T* gu, T* y, int64_t inter, int64_t r0, int64_t r1) {
+  {
+    for (int64_t row = r0; row < r1; ++row) {
+      const T *g = gu + row * 2 * inter, *u = g + inter;
+      T* out = y + row * inter;
+      int64_t i = 0;
+      for (; i + 16 <= inter; i += 16) {
+        const __m512 gv = load(g + i);
+        const __m512 silu = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        store(out + i, _mm512_mul_ps(round_as(silu, g), load(u + i)));
+      }
+      for (; i < inter; ++i) {
+        const float gf = static_cast<float>(g[i]);
+        out[i] = static_cast<T>(round_as<T>(gf / (1.0f + std::exp(-gf))) * static_cast<float>(u[i]));
+      }
+    }
+  }
+}
+template <typename T>
+void swiglu_rows(const T* gu, T* y, int64_t rows, int64_t inter) {
+  at::parallel_for(0, rows, 8, [&](int64_t r0, int64_t r1) { swiglu_range(gu, y, inter, r0, r1); });
+}
+
+// grad_u = gy * round(silu(g)); grad_g = round(gy * u) * s (1 + g (1 - s)), s = sigmoid(g): the
+// roundings of ATen's mul and silu_backward.
+template <typename T>
+ICAE_AVX512 void swiglu_backward_range(const T* gu, const T* gy, T* ggu, int64_t inter, int64_t r0, int64_t r1) {
+  {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t row = r0; row < r1; ++row) {
+      const T *g = gu + row * 2 * inter, *u = g + inter, *dy = gy + row * inter;
+      T *dg = ggu + row * 2 * inter, *du = dg + inter;
+      int64_t i = 0;
+      for (; i + 16 <= inter; i += 16) {
+        const __m512 gv = load(g + i), dyv = load(dy + i);
+        const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        store(du + i, _mm512_mul_ps(dyv, round_as(_mm512_mul_ps(gv, s), g)));
+        const __m512 t = round_as(_mm512_mul_ps(dyv, load(u + i)), g);
+        const __m512 d = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one);  // 1 + g (1 - s)
+        store(dg + i, _mm512_mul_ps(_mm512_mul_ps(t, s), d));
+      }
+      for (; i < inter; ++i) {
+        const float gf = static_cast<float>(g[i]), dyf = static_cast<float>(dy[i]);
+        const float s = 1.0f / (1.0f + std::exp(-gf));
+        du[i] = static_cast<T>(dyf * round_as<T>(gf * s));
+        const float t = round_as<T>(dyf * static_cast<float>(u[i]));
+        dg[i] = static_cast<T>(t * s * (1.0f + gf * (1.0f - s)));
+      }
+    }
+  }
+}
+template <typename T>
+void swiglu_backward_rows(const T* gu, const T* gy, T* ggu, int64_t rows, int64_t inter) {
+  at::parallel_for(0, rows, 8, [&](int64_t r0, int64_t r1) { swiglu_backward_range(gu, gy, ggu, inter, r0, r1); });
+}
+
+struct SwigluBackward : torch::autograd::Node {
+  at::Tensor gu;  // detached, contiguous
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    if (!grads[0].defined()) return {at::Tensor()};
+    const at::Tensor gy = grads[0].to(gu.scalar_type()).contiguous();
+    at::Tensor ggu = at::empty_like(gu);
+    const int64_t inter = gu.size(-1) / 2, rows = gu.numel() / gu.size(-1);
+    if (gu.scalar_type() == at::kBFloat16)
+      swiglu_backward_rows(gu.data_ptr<BF16>(), gy.data_ptr<BF16>(), ggu.data_ptr<BF16>(), rows, inter);
+    else
+      swiglu_backward_rows(gu.data_ptr<float>(), gy.data_ptr<float>(), ggu.data_ptr<float>(), rows, inter);
+    return {ggu};
+  }
+};
+
+}  // namespace
+
+bool fused_ops_apply(const at::Tensor& x, const at::Tensor& frozen) {
+  if (!x.device().is_cpu() || !x.is_contiguous() || !at::GradMode::is_enabled() || !x.requires_grad()) return false;
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kBFloat16) return false;
+  if (frozen.defined() && (frozen.requires_grad() || frozen.scalar_type() != x.scalar_type() || !frozen.is_contiguous()))
+    return false;
+  return cpu_has_avx512();
+}
+
+at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  ICAE_CHECK(fused_ops_apply(x, weight) && weight.numel() == x.size(-1), ErrorKind::Internal,
+             "fused_rms_norm: unsupported input (check fused_ops_apply first)");
+  const int64_t h = x.size(-1), rows = x.numel() / h;
+  at::Tensor xd = x.detach();
+  at::Tensor y = at::empty_like(xd);
+  at::Tensor r = at::empty({rows}, xd.options().dtype(at::kFloat));
+  if (x.scalar_type() == at::kBFloat16)
+    rms_norm_rows(xd.data_ptr<BF16>(), weight.data_ptr<BF16>(), y.data_ptr<BF16>(), r.data_ptr<float>(), rows, h,
+                  static_cast<float>(eps));
+  else
+    rms_norm_rows(xd.data_ptr<float>(), weight.data_ptr<float>(), y.data_ptr<float>(), r.data_ptr<float>(), rows, h,
+                  static_cast<float>(eps));
+  auto node = std::shared_ptr<RmsNormBackward>(new RmsNormBackward(), torch::autograd::deleteNode);
+  node->x = xd;
+  node->weight = weight.detach();
+  node->r = r;
+  node->set_next_edges(torch::autograd::collect_next_edges(x));
+  torch::autograd::set_history(y, node);
+  return y;
+}
+
+at::Tensor fused_swiglu(const at::Tensor& gu) {
+  ICAE_CHECK(fused_ops_apply(gu) && gu.size(-1) % 2 == 0, ErrorKind::Internal,
+             "fused_swiglu: unsupported input (check fused_ops_apply first)");
+  const int64_t inter = gu.size(-1) / 2, rows = gu.numel() / gu.size(-1);
+  at::Tensor gd = gu.detach();
+  std::vector<int64_t> shape = gd.sizes().vec();
+  shape.back() = inter;
+  at::Tensor y = at::empty(shape, gd.options());
+  if (gu.scalar_type() == at::kBFloat16) swiglu_rows(gd.data_ptr<BF16>(), y.data_ptr<BF16>(), rows, inter);
+  else swiglu_rows(gd.data_ptr<float>(), y.data_ptr<float>(), rows, inter);
+  auto node = std::shared_ptr<SwigluBackward>(new SwigluBackward(), torch::autograd::deleteNode);
+  node->gu = gd;
+  node->set_next_edges(torch::autograd::collect_next_edges(gu));
+  torch::autograd::set_history(y, node);
+  return y;
+}
+
+}  // namespace icae
