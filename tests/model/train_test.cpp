@@ -91,6 +91,21 @@ TrainOptions tiny_options(const std::string& model, const std::string& out) {
 using Golden = test::GoldenFixture;
 Golden load_golden(const std::string& name) { return test::load_golden_fixture(name); }
 
+// The adapter made trainable and an optimizer over it (lr 1e-3), for steps that only compute
+// gradients (`raw_gradients`): what the golden comparisons run.
+AdamW probe_optimizer(Icae& icae) {
+  icae.set_trainable(true);
+  std::vector<OptimizedTensor> params;
+  for (auto& [n, t] : icae.named_trainable()) params.push_back({n, t, 1e-3, 0.0});
+  return AdamW(params, {});
+}
+StepConfig raw_gradients() {
+  StepConfig sc;
+  sc.update = false;
+  sc.clip = 0;  // compare the raw gradients
+  return sc;
+}
+
 Sample golden_sample(const Golden& f, const char* key, Objective kind) {
   Sample s;
   s.kind = kind;
@@ -106,13 +121,8 @@ class TrainGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
   Golden f = load_golden(GetParam());
-  f.icae->set_trainable(true);
-  std::vector<OptimizedTensor> params;
-  for (auto& [n, t] : f.icae->named_trainable()) params.push_back({n, t, 1e-3, 0.0});
-  AdamW opt(params, {});
-  StepConfig sc;
-  sc.update = false;
-  sc.clip = 0;  // compare the raw gradients
+  AdamW opt = probe_optimizer(*f.icae);
+  const StepConfig sc = raw_gradients();
   const std::pair<const char*, Objective> cases[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
   for (const auto& [key, kind] : cases) {
     const double want = f.golden.at(std::string(key) + "_loss").item<double>();
@@ -450,13 +460,8 @@ TEST(TrainStep, ProjectorAdaptersRoundTrip) {
 TEST(CudaTrainStep, FirstStepLossesEqualTheGoldensOnCuda) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   Golden f = test::load_golden_fixture("tiny-llama", at::Device(at::kCUDA, 0));
-  f.icae->set_trainable(true);
-  std::vector<OptimizedTensor> params;
-  for (auto& [n, t] : f.icae->named_trainable()) params.push_back({n, t, 1e-3, 0.0});
-  AdamW opt(params, {});
-  StepConfig sc;
-  sc.update = false;
-  sc.clip = 0;
+  AdamW opt = probe_optimizer(*f.icae);
+  const StepConfig sc = raw_gradients();
   const std::pair<const char*, Objective> cases[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
   for (const auto& [key, kind] : cases) {
     const double want = f.golden.at(std::string(key) + "_loss").item<double>();
