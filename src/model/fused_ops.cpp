@@ -77,26 +77,24 @@ bool cpu_has_avx512() {
 // does not carry the target attribute.)
 template <typename T>
 ICAE_AVX512 void rms_norm_range(const T* x, const T* w, T* y, float* r, int64_t h, float eps, int64_t r0, int64_t r1) {
-  {
-    for (int64_t row = r0; row < r1; ++row) {
-      const T* xr = x + row * h;
-      T* yr = y + row * h;
-      int64_t i = 0;
-      __m512 acc = _mm512_setzero_ps();
-      for (; i + 16 <= h; i += 16) {
-        const __m512 v = load(xr + i);
-        acc = _mm512_fmadd_ps(v, v, acc);
-      }
-      float ss = _mm512_reduce_add_ps(acc);
-      for (; i < h; ++i) ss += static_cast<float>(xr[i]) * static_cast<float>(xr[i]);
-      const float inv = 1.0f / std::sqrt(ss / static_cast<float>(h) + eps);
-      r[row] = inv;
-      const __m512 vinv = _mm512_set1_ps(inv);
-      for (i = 0; i + 16 <= h; i += 16)
-        store(yr + i, _mm512_mul_ps(round_as(_mm512_mul_ps(load(xr + i), vinv), xr), load(w + i)));
-      for (; i < h; ++i)
-        yr[i] = static_cast<T>(round_as<T>(static_cast<float>(xr[i]) * inv) * static_cast<float>(w[i]));
+  for (int64_t row = r0; row < r1; ++row) {
+    const T* xr = x + row * h;
+    T* yr = y + row * h;
+    int64_t i = 0;
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= h; i += 16) {
+      const __m512 v = load(xr + i);
+      acc = _mm512_fmadd_ps(v, v, acc);
     }
+    float ss = _mm512_reduce_add_ps(acc);
+    for (; i < h; ++i) ss += static_cast<float>(xr[i]) * static_cast<float>(xr[i]);
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(h) + eps);
+    r[row] = inv;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (i = 0; i + 16 <= h; i += 16)
+      store(yr + i, _mm512_mul_ps(round_as(_mm512_mul_ps(load(xr + i), vinv), xr), load(w + i)));
+    for (; i < h; ++i)
+      yr[i] = static_cast<T>(round_as<T>(static_cast<float>(xr[i]) * inv) * static_cast<float>(w[i]));
   }
 }
 template <typename T>
@@ -108,27 +106,25 @@ void rms_norm_rows(const T* x, const T* w, T* y, float* r, int64_t rows, int64_t
 template <typename T>
 ICAE_AVX512 void rms_norm_backward_range(const T* x, const T* w, const T* gy, const float* r, T* gx, int64_t h,
                                          int64_t r0, int64_t r1) {
-  {
-    for (int64_t row = r0; row < r1; ++row) {
-      const T *xr = x + row * h, *gr = gy + row * h;
-      T* out = gx + row * h;
-      int64_t i = 0;
-      __m512 acc = _mm512_setzero_ps();
-      for (; i + 16 <= h; i += 16)
-        acc = _mm512_fmadd_ps(round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr), load(xr + i), acc);
-      float dot = _mm512_reduce_add_ps(acc);
-      for (; i < h; ++i)
-        dot += round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i])) * static_cast<float>(xr[i]);
-      const float inv = r[row], c = inv * inv * inv * dot / static_cast<float>(h);
-      const __m512 vinv = _mm512_set1_ps(inv), vc = _mm512_set1_ps(c);
-      for (i = 0; i + 16 <= h; i += 16) {
-        const __m512 gn = round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr);
-        store(out + i, _mm512_fnmadd_ps(load(xr + i), vc, _mm512_mul_ps(gn, vinv)));
-      }
-      for (; i < h; ++i) {
-        const float gn = round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i]));
-        out[i] = static_cast<T>(gn * inv - static_cast<float>(xr[i]) * c);
-      }
+  for (int64_t row = r0; row < r1; ++row) {
+    const T *xr = x + row * h, *gr = gy + row * h;
+    T* out = gx + row * h;
+    int64_t i = 0;
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= h; i += 16)
+      acc = _mm512_fmadd_ps(round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr), load(xr + i), acc);
+    float dot = _mm512_reduce_add_ps(acc);
+    for (; i < h; ++i)
+      dot += round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i])) * static_cast<float>(xr[i]);
+    const float inv = r[row], c = inv * inv * inv * dot / static_cast<float>(h);
+    const __m512 vinv = _mm512_set1_ps(inv), vc = _mm512_set1_ps(c);
+    for (i = 0; i + 16 <= h; i += 16) {
+      const __m512 gn = round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr);
+      store(out + i, _mm512_fnmadd_ps(load(xr + i), vc, _mm512_mul_ps(gn, vinv)));
+    }
+    for (; i < h; ++i) {
+      const float gn = round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i]));
+      out[i] = static_cast<T>(gn * inv - static_cast<float>(xr[i]) * c);
     }
   }
 }
@@ -160,20 +156,18 @@ struct RmsNormBackward : torch::autograd::Node {
 // y = round(silu(g)) * u over rows of [g | u] (2i wide).
 template <typename T>
 ICAE_AVX512 void swiglu_range(const T* gu, T* y, int64_t inter, int64_t r0, int64_t r1) {
-  {
-    for (int64_t row = r0; row < r1; ++row) {
-      const T *g = gu + row * 2 * inter, *u = g + inter;
-      T* out = y + row * inter;
-      int64_t i = 0;
-      for (; i + 16 <= inter; i += 16) {
-        const __m512 gv = load(g + i);
-        const __m512 silu = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-        store(out + i, _mm512_mul_ps(round_as(silu, g), load(u + i)));
-      }
-      for (; i < inter; ++i) {
-        const float gf = static_cast<float>(g[i]);
-        out[i] = static_cast<T>(round_as<T>(gf / (1.0f + std::exp(-gf))) * static_cast<float>(u[i]));
-      }
+  for (int64_t row = r0; row < r1; ++row) {
+    const T *g = gu + row * 2 * inter, *u = g + inter;
+    T* out = y + row * inter;
+    int64_t i = 0;
+    for (; i + 16 <= inter; i += 16) {
+      const __m512 gv = load(g + i);
+      const __m512 silu = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+      store(out + i, _mm512_mul_ps(round_as(silu, g), load(u + i)));
+    }
+    for (; i < inter; ++i) {
+      const float gf = static_cast<float>(g[i]);
+      out[i] = static_cast<T>(round_as<T>(gf / (1.0f + std::exp(-gf))) * static_cast<float>(u[i]));
     }
   }
 }
@@ -186,27 +180,26 @@ void swiglu_rows(const T* gu, T* y, int64_t rows, int64_t inter) {
 // roundings of ATen's mul and silu_backward.
 template <typename T>
 ICAE_AVX512 void swiglu_backward_range(const T* gu, const T* gy, T* ggu, int64_t inter, int64_t r0, int64_t r1) {
-  {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (int64_t row = r0; row < r1; ++row) {
-      const T *g = gu + row * 2 * inter, *u = g + inter, *dy = gy + row * inter;
-      T *dg = ggu + row * 2 * inter, *du = dg + inter;
-      int64_t i = 0;
-      for (; i + 16 <= inter; i += 16) {
-        const __m512 gv = load(g + i), dyv = load(dy + i);
-        const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-        store(du + i, _mm512_mul_ps(dyv, round_as(_mm512_mul_ps(gv, s), g)));
-        const __m512 t = round_as(_mm512_mul_ps(dyv, load(u + i)), g);
-        const __m512 d = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one);  // 1 + g (1 - s)
-        store(dg + i, _mm512_mul_ps(_mm512_mul_ps(t, s), d));
-      }
-      for (; i < inter; ++i) {
-        const float gf = static_cast<float>(g[i]), dyf = static_cast<float>(dy[i]);
-        const float s = 1.0f / (1.0f + std::exp(-gf));
-        du[i] = static_cast<T>(dyf * round_as<T>(gf * s));
-        const float t = round_as<T>(dyf * static_cast<float>(u[i]));
-        dg[i] = static_cast<T>(t * s * (1.0f + gf * (1.0f - s)));
-      }
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t row = r0; row < r1; ++row) {
+    const T *g = gu + row * 2 * inter, *u = g + inter, *dy = gy + row * inter;
+    T *dg = ggu + row * 2 * inter, *du = dg + inter;
+    int64_t i = 0;
+    for (; i + 16 <= inter; i += 16) {
+      const __m512 gv = load(g + i), dyv = load(dy + i);
+      const __m512 denom = _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
+      const __m512 s = _mm512_div_ps(one, denom);
+      store(du + i, _mm512_mul_ps(dyv, round_as(_mm512_div_ps(gv, denom), g)));  // silu as the forward has it
+      const __m512 t = round_as(_mm512_mul_ps(dyv, load(u + i)), g);
+      const __m512 d = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one);  // 1 + g (1 - s)
+      store(dg + i, _mm512_mul_ps(_mm512_mul_ps(t, s), d));
+    }
+    for (; i < inter; ++i) {
+      const float gf = static_cast<float>(g[i]), dyf = static_cast<float>(dy[i]);
+      const float denom = 1.0f + std::exp(-gf), s = 1.0f / denom;
+      du[i] = static_cast<T>(dyf * round_as<T>(gf / denom));
+      const float t = round_as<T>(dyf * static_cast<float>(u[i]));
+      dg[i] = static_cast<T>(t * s * (1.0f + gf * (1.0f - s)));
     }
   }
 }
