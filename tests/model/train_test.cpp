@@ -106,6 +106,24 @@ StepConfig raw_gradients() {
   return sc;
 }
 
+const std::pair<const char*, Objective> kObjectives[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
+
+Sample golden_sample(const Golden& f, const char* key, Objective kind);
+
+// Each objective alone: the first-step loss (overall and by objective) and the gradient of the
+// memory embeddings (the step's backward) against the goldens.
+void expect_golden_first_steps(Golden& f, AdamW& opt, double loss_tol, double grad_tol) {
+  for (const auto& [key, kind] : kObjectives) {
+    const double want = f.golden.at(std::string(key) + "_loss").item<double>();
+    const StepStats s = train_step(*f.icae, opt, {{golden_sample(f, key, kind)}}, raw_gradients());
+    EXPECT_NEAR(s.loss, want, loss_tol * std::abs(want)) << key;
+    EXPECT_NEAR(s.loss_by[static_cast<int>(kind)], want, loss_tol * std::abs(want)) << key;
+    at::Tensor grad = f.icae->memory_embed().grad().cpu();
+    at::Tensor gold = f.golden.at(std::string(key) + "_grad_memory_token_embed");
+    EXPECT_LE((grad - gold).abs().max().item<double>() / gold.abs().max().item<double>(), grad_tol) << key;
+  }
+}
+
 Sample golden_sample(const Golden& f, const char* key, Objective kind) {
   Sample s;
   s.kind = kind;
@@ -123,17 +141,7 @@ TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
   Golden f = load_golden(GetParam());
   AdamW opt = probe_optimizer(*f.icae);
   const StepConfig sc = raw_gradients();
-  const std::pair<const char*, Objective> cases[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
-  for (const auto& [key, kind] : cases) {
-    const double want = f.golden.at(std::string(key) + "_loss").item<double>();
-    const StepStats s = train_step(*f.icae, opt, {{golden_sample(f, key, kind)}}, sc);
-    EXPECT_NEAR(s.loss, want, 1e-5 * std::abs(want)) << key;
-    EXPECT_NEAR(s.loss_by[static_cast<int>(kind)], want, 1e-5 * std::abs(want)) << key;
-    // The gradient of the memory embeddings equals the golden one too (the step's backward).
-    at::Tensor grad = f.icae->memory_embed().grad();
-    at::Tensor gold = f.golden.at(std::string(key) + "_grad_memory_token_embed");
-    EXPECT_LE((grad - gold).abs().max().item<double>() / gold.abs().max().item<double>(), 1e-4) << key;
-  }
+  expect_golden_first_steps(f, opt, 1e-5, 1e-4);
   // All three in one batch: each objective's mean is still its golden loss, and the batch
   // loss is the token-weighted mean.
   const StepStats mixed = train_step(
@@ -142,7 +150,7 @@ TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
       sc);
   double weighted = 0;
   int64_t n = 0;
-  for (const auto& [key, kind] : cases) {
+  for (const auto& [key, kind] : kObjectives) {
     const double want = f.golden.at(std::string(key) + "_loss").item<double>();
     EXPECT_NEAR(mixed.loss_by[static_cast<int>(kind)], want, 1e-5 * std::abs(want)) << key << " (batched)";
     weighted += want * mixed.tokens_by[static_cast<int>(kind)];
@@ -461,16 +469,7 @@ TEST(CudaTrainStep, FirstStepLossesEqualTheGoldensOnCuda) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   Golden f = test::load_golden_fixture("tiny-llama", at::Device(at::kCUDA, 0));
   AdamW opt = probe_optimizer(*f.icae);
-  const StepConfig sc = raw_gradients();
-  const std::pair<const char*, Objective> cases[] = {{"ae", Objective::AE}, {"lm", Objective::LM}, {"ft", Objective::FT}};
-  for (const auto& [key, kind] : cases) {
-    const double want = f.golden.at(std::string(key) + "_loss").item<double>();
-    const StepStats s = train_step(*f.icae, opt, {{golden_sample(f, key, kind)}}, sc);
-    EXPECT_NEAR(s.loss, want, 1e-4 * std::abs(want)) << key;
-    at::Tensor grad = f.icae->memory_embed().grad().cpu();
-    at::Tensor gold = f.golden.at(std::string(key) + "_grad_memory_token_embed");
-    EXPECT_LE((grad - gold).abs().max().item<double>() / gold.abs().max().item<double>(), 1e-3) << key;
-  }
+  expect_golden_first_steps(f, opt, 1e-4, 1e-3);
 }
 
 TEST(CudaTrainer, RunFollowsTheCpuRun) {
