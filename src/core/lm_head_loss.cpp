@@ -1,11 +1,8 @@
 #include "icae/core/lm_head_loss.h"
 
-#include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/functions/utils.h>
-
 #include <algorithm>
 
+#include "icae/util/backward_node.h"
 #include "icae/util/error.h"
 
 namespace icae {
@@ -58,10 +55,9 @@ at::Tensor lm_head_cross_entropy(const at::Tensor& hidden, const at::Tensor& wei
     }
   }
   if (!want_grad) return ce;
-  auto node = std::shared_ptr<LmHeadCrossEntropyBackward>(new LmHeadCrossEntropyBackward(), torch::autograd::deleteNode);
+  auto node = make_backward_node<LmHeadCrossEntropyBackward>();
   node->unit_grad = unit_grad;
-  node->set_next_edges(torch::autograd::collect_next_edges(hidden));
-  torch::autograd::set_history(ce, node);
+  attach_backward(node, {hidden}, ce);
   return ce;
 }
 

@@ -6,6 +6,8 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 
+#include "icae/util/backward_node.h"
+
 namespace icae {
 
 namespace {
@@ -59,7 +61,7 @@ at::Tensor checkpointed_layer(const at::Tensor& x, const std::vector<at::Tensor>
     at::NoGradGuard no_grad;
     y = body(x);
   }
-  auto node = std::shared_ptr<CheckpointBackward>(new CheckpointBackward(), torch::autograd::deleteNode);
+  auto node = make_backward_node<CheckpointBackward>();
   node->body = std::move(body);
   node->input = x.detach();
   node->params = trainable;
@@ -69,8 +71,7 @@ at::Tensor checkpointed_layer(const at::Tensor& x, const std::vector<at::Tensor>
   std::vector<at::Tensor> edges_of;
   if (x_grad) edges_of.push_back(x);
   for (const auto& p : trainable) edges_of.push_back(p);
-  node->set_next_edges(torch::autograd::collect_next_edges(edges_of));
-  torch::autograd::set_history(y, node);
+  attach_backward(node, edges_of, y);
   return y;
 }
 

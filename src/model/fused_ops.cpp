@@ -3,9 +3,6 @@
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <immintrin.h>
-#include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/functions/utils.h>
 
 // GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_*); nothing here is uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -13,6 +10,7 @@
 
 #include <cmath>
 
+#include "icae/util/backward_node.h"
 #include "icae/util/error.h"
 
 #define ICAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
@@ -247,12 +245,11 @@ at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double 
   else
     rms_norm_rows(xd.data_ptr<float>(), weight.data_ptr<float>(), y.data_ptr<float>(), r.data_ptr<float>(), rows, h,
                   static_cast<float>(eps));
-  auto node = std::shared_ptr<RmsNormBackward>(new RmsNormBackward(), torch::autograd::deleteNode);
+  auto node = make_backward_node<RmsNormBackward>();
   node->x = xd;
   node->weight = weight.detach();
   node->r = r;
-  node->set_next_edges(torch::autograd::collect_next_edges(x));
-  torch::autograd::set_history(y, node);
+  attach_backward(node, {x}, y);
   return y;
 }
 
@@ -266,10 +263,9 @@ at::Tensor fused_swiglu(const at::Tensor& gu) {
   at::Tensor y = at::empty(shape, gd.options());
   if (gu.scalar_type() == at::kBFloat16) swiglu_rows(gd.data_ptr<BF16>(), y.data_ptr<BF16>(), rows, inter);
   else swiglu_rows(gd.data_ptr<float>(), y.data_ptr<float>(), rows, inter);
-  auto node = std::shared_ptr<SwigluBackward>(new SwigluBackward(), torch::autograd::deleteNode);
+  auto node = make_backward_node<SwigluBackward>();
   node->gu = gd;
-  node->set_next_edges(torch::autograd::collect_next_edges(gu));
-  torch::autograd::set_history(y, node);
+  attach_backward(node, {gu}, y);
   return y;
 }
 
