@@ -53,7 +53,9 @@ std::vector<nlohmann::json> read_metrics(const std::string& run) {
 // Text data for the tiny model: a few chapters of the shared corpus.
 std::string corpus_dir() {
   static const std::string dir = [] {
-    const std::string d = temp_dir("icae_train_corpus");
+    // One folder per process: CTest runs these tests in parallel processes, and a shared name
+    // let one process empty the folder while another filled it ("cannot copy file: File exists").
+    const std::string d = temp_dir("icae_train_corpus_" + std::to_string(::getpid()));
     for (const char* f : {"chapter_1.txt", "chapter_2.txt", "chapter_3.txt"})
       fs::copy_file(test::shared_dir() + "/corpus/moby-dick/" + f, fs::path(d) / f);
     return d;
