@@ -26,6 +26,7 @@
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
 #include "icae/util/error.h"
+#include "simd.h"
 
 namespace icae {
 
@@ -62,34 +63,28 @@ void rope(float* v, const float* cos, const float* sin, int64_t d) {
 
 // Dot products and scaled adds over one cached key/value row (float32 or bfloat16), with
 // AVX-512 where the CPU has it (the project is compiled for baseline x86-64).
-inline __attribute__((target("avx512f,fma"))) __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __attribute__((target("avx512f,fma"))) __m512 load16(const c10::BFloat16* p) {
-  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));  // bf16 is the top half of a float32
-}
-
 template <typename T>
-__attribute__((target("avx512f,fma"))) float dot_avx512(const float* q, const T* k, int64_t d) {
+ICAE_AVX512 float dot_avx512(const float* q, const T* k, int64_t d) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 16 <= d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(k + i), acc);
+  for (; i + 16 <= d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), simd::load16(k + i), acc);
   float out = _mm512_reduce_add_ps(acc);
   for (; i < d; ++i) out += q[i] * static_cast<float>(k[i]);
   return out;
 }
 
 template <typename T>
-__attribute__((target("avx512f,fma"))) void axpy_avx512(float a, const T* v, float* out, int64_t d) {
+ICAE_AVX512 void axpy_avx512(float a, const T* v, float* out, int64_t d) {
   const __m512 av = _mm512_set1_ps(a);
   int64_t i = 0;
-  for (; i + 16 <= d; i += 16) _mm512_storeu_ps(out + i, _mm512_fmadd_ps(av, load16(v + i), _mm512_loadu_ps(out + i)));
+  for (; i + 16 <= d; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_fmadd_ps(av, simd::load16(v + i), _mm512_loadu_ps(out + i)));
   for (; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
 }
 
 template <typename T>
 float dot(const float* q, const T* k, int64_t d) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) return dot_avx512(q, k, d);
+  if (simd::cpu_has_avx512()) return dot_avx512(q, k, d);
   float out = 0;
   for (int64_t i = 0; i < d; ++i) out += q[i] * static_cast<float>(k[i]);
   return out;
@@ -97,8 +92,7 @@ float dot(const float* q, const T* k, int64_t d) {
 
 template <typename T>
 void axpy(float a, const T* v, float* out, int64_t d) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) return axpy_avx512(a, v, out, d);
+  if (simd::cpu_has_avx512()) return axpy_avx512(a, v, out, d);
   for (int64_t i = 0; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
 }
 
@@ -113,7 +107,7 @@ float exp_in_place(float* sc, int64_t len, float mx) {
 // q and the output accumulator stay in registers (V vectors each) instead of being re-read and
 // re-written per position, the way the generic loop below does. sc: len scores of scratch.
 template <typename T, int V>
-__attribute__((target("avx512f,fma"))) void attend_head_avx512(const float* q, const T* k, const T* v, int64_t len,
+ICAE_AVX512 void attend_head_avx512(const float* q, const T* k, const T* v, int64_t len,
                                                                float scale, float* sc, float* out) {
   constexpr int64_t D = 16 * V;
   __m512 qv[V];
@@ -121,8 +115,8 @@ __attribute__((target("avx512f,fma"))) void attend_head_avx512(const float* q, c
   float mx = -INFINITY;
   for (int64_t s = 0; s < len; ++s) {
     const T* ks = k + s * D;
-    __m512 a = _mm512_mul_ps(qv[0], load16(ks));
-    for (int i = 1; i < V; ++i) a = _mm512_fmadd_ps(qv[i], load16(ks + 16 * i), a);
+    __m512 a = _mm512_mul_ps(qv[0], simd::load16(ks));
+    for (int i = 1; i < V; ++i) a = _mm512_fmadd_ps(qv[i], simd::load16(ks + 16 * i), a);
     sc[s] = _mm512_reduce_add_ps(a) * scale;
     mx = std::max(mx, sc[s]);
   }
@@ -132,7 +126,7 @@ __attribute__((target("avx512f,fma"))) void attend_head_avx512(const float* q, c
   for (int64_t s = 0; s < len; ++s) {
     const __m512 w = _mm512_set1_ps(sc[s]);
     const T* vs = v + s * D;
-    for (int i = 0; i < V; ++i) o[i] = _mm512_fmadd_ps(w, load16(vs + 16 * i), o[i]);
+    for (int i = 0; i < V; ++i) o[i] = _mm512_fmadd_ps(w, simd::load16(vs + 16 * i), o[i]);
   }
   const __m512 inv = _mm512_set1_ps(1.0f / sum);
   for (int i = 0; i < V; ++i) _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(o[i], inv));
@@ -167,7 +161,7 @@ void attend(const KVCache& cache, int64_t layer, int64_t pos, const float* qkv, 
       values[(g * cap + pos) * d + i] = static_cast<T>(qkv[(hq + hkv + g) * d + i]);
     }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx512 = simd::cpu_has_avx512();
   // One contiguous run of heads per thread rather than many small chunks: the query heads of a
   // group read the same keys and values, and a thread that takes all of a group's heads reads them
   // once (from its own cache after the first head). Small chunks handed out as threads came sent

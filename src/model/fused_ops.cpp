@@ -12,31 +12,18 @@
 
 #include "icae/util/backward_node.h"
 #include "icae/util/error.h"
-
-#define ICAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+#include "simd.h"
 
 namespace icae {
 
 namespace {
 
 using BF16 = c10::BFloat16;
+using simd::bf16_bits;
+using simd::cpu_has_avx512;
+using simd::load16;
+using simd::store16;
 
-// --- 16 lanes of float32 from/to float32 or bf16 (round to nearest even, NaN kept a NaN: as c10).
-ICAE_AVX512 inline __m512 load(const float* p) { return _mm512_loadu_ps(p); }
-ICAE_AVX512 inline __m512 load(const BF16* p) {
-  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
-}
-ICAE_AVX512 inline __m512i bf16_bits(__m512 v) {
-  const __m512i b = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
-}
-ICAE_AVX512 inline void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-ICAE_AVX512 inline void store(BF16* p, __m512 v) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bf16_bits(v)));
-}
 // v rounded to T's precision, as float32 (an intermediate result ATen would store as T).
 ICAE_AVX512 inline __m512 round_as(__m512 v, const float*) { return v; }
 ICAE_AVX512 inline __m512 round_as(__m512 v, const BF16*) {
@@ -62,12 +49,6 @@ ICAE_AVX512 inline __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-bool cpu_has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512dq");
-  return yes;
-}
-
 // ------------------------------------------------------------------------------------ RMSNorm
 
 // Rows of h; r[row] = 1 / sqrt(mean(x^2) + eps) is kept for the backward.
@@ -81,7 +62,7 @@ ICAE_AVX512 void rms_norm_range(const T* x, const T* w, T* y, float* r, int64_t 
     int64_t i = 0;
     __m512 acc = _mm512_setzero_ps();
     for (; i + 16 <= h; i += 16) {
-      const __m512 v = load(xr + i);
+      const __m512 v = load16(xr + i);
       acc = _mm512_fmadd_ps(v, v, acc);
     }
     float ss = _mm512_reduce_add_ps(acc);
@@ -90,7 +71,7 @@ ICAE_AVX512 void rms_norm_range(const T* x, const T* w, T* y, float* r, int64_t 
     r[row] = inv;
     const __m512 vinv = _mm512_set1_ps(inv);
     for (i = 0; i + 16 <= h; i += 16)
-      store(yr + i, _mm512_mul_ps(round_as(_mm512_mul_ps(load(xr + i), vinv), xr), load(w + i)));
+      store16(yr + i, _mm512_mul_ps(round_as(_mm512_mul_ps(load16(xr + i), vinv), xr), load16(w + i)));
     for (; i < h; ++i)
       yr[i] = static_cast<T>(round_as<T>(static_cast<float>(xr[i]) * inv) * static_cast<float>(w[i]));
   }
@@ -110,15 +91,15 @@ ICAE_AVX512 void rms_norm_backward_range(const T* x, const T* w, const T* gy, co
     int64_t i = 0;
     __m512 acc = _mm512_setzero_ps();
     for (; i + 16 <= h; i += 16)
-      acc = _mm512_fmadd_ps(round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr), load(xr + i), acc);
+      acc = _mm512_fmadd_ps(round_as(_mm512_mul_ps(load16(gr + i), load16(w + i)), xr), load16(xr + i), acc);
     float dot = _mm512_reduce_add_ps(acc);
     for (; i < h; ++i)
       dot += round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i])) * static_cast<float>(xr[i]);
     const float inv = r[row], c = inv * inv * inv * dot / static_cast<float>(h);
     const __m512 vinv = _mm512_set1_ps(inv), vc = _mm512_set1_ps(c);
     for (i = 0; i + 16 <= h; i += 16) {
-      const __m512 gn = round_as(_mm512_mul_ps(load(gr + i), load(w + i)), xr);
-      store(out + i, _mm512_fnmadd_ps(load(xr + i), vc, _mm512_mul_ps(gn, vinv)));
+      const __m512 gn = round_as(_mm512_mul_ps(load16(gr + i), load16(w + i)), xr);
+      store16(out + i, _mm512_fnmadd_ps(load16(xr + i), vc, _mm512_mul_ps(gn, vinv)));
     }
     for (; i < h; ++i) {
       const float gn = round_as<T>(static_cast<float>(gr[i]) * static_cast<float>(w[i]));
@@ -159,9 +140,9 @@ ICAE_AVX512 void swiglu_range(const T* gu, T* y, int64_t inter, int64_t r0, int6
     T* out = y + row * inter;
     int64_t i = 0;
     for (; i + 16 <= inter; i += 16) {
-      const __m512 gv = load(g + i);
+      const __m512 gv = load16(g + i);
       const __m512 silu = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-      store(out + i, _mm512_mul_ps(round_as(silu, g), load(u + i)));
+      store16(out + i, _mm512_mul_ps(round_as(silu, g), load16(u + i)));
     }
     for (; i < inter; ++i) {
       const float gf = static_cast<float>(g[i]);
@@ -184,13 +165,13 @@ ICAE_AVX512 void swiglu_backward_range(const T* gu, const T* gy, T* ggu, int64_t
     T *dg = ggu + row * 2 * inter, *du = dg + inter;
     int64_t i = 0;
     for (; i + 16 <= inter; i += 16) {
-      const __m512 gv = load(g + i), dyv = load(dy + i);
+      const __m512 gv = load16(g + i), dyv = load16(dy + i);
       const __m512 denom = _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
       const __m512 s = _mm512_div_ps(one, denom);
-      store(du + i, _mm512_mul_ps(dyv, round_as(_mm512_div_ps(gv, denom), g)));  // silu as the forward has it
-      const __m512 t = round_as(_mm512_mul_ps(dyv, load(u + i)), g);
+      store16(du + i, _mm512_mul_ps(dyv, round_as(_mm512_div_ps(gv, denom), g)));  // silu as the forward has it
+      const __m512 t = round_as(_mm512_mul_ps(dyv, load16(u + i)), g);
       const __m512 d = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one);  // 1 + g (1 - s)
-      store(dg + i, _mm512_mul_ps(_mm512_mul_ps(t, s), d));
+      store16(dg + i, _mm512_mul_ps(_mm512_mul_ps(t, s), d));
     }
     for (; i < inter; ++i) {
       const float gf = static_cast<float>(g[i]), dyf = static_cast<float>(dy[i]);

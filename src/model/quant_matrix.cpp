@@ -18,6 +18,7 @@
 
 #include "icae/model/decode_pool.h"
 #include "icae/util/error.h"
+#include "simd.h"
 
 namespace icae {
 
@@ -488,9 +489,9 @@ bool is_int8(QuantKernelKind k) {
 
 using GroupsKernel = void (*)(const KernelArgs&, int64_t, int64_t);
 
-bool cpu_has_avx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-bool cpu_has_vnni() { return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni"); }
+using simd::cpu_has_avx2;
+using simd::cpu_has_avx512;
+using simd::cpu_has_vnni;
 
 GroupsKernel kernel_of(QuantKernelKind k) {
   switch (k) {

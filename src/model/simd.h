@@ -1,0 +1,48 @@
+// What this CPU can run, and 16 float32 lanes loaded from / stored to float32 or bfloat16 with
+// AVX-512: the pieces the hand-written CPU kernels (quant_matrix.cpp, cpu_decode.cpp,
+// fused_ops.cpp) share. The project is compiled for baseline x86-64, so each AVX-512 function
+// carries ICAE_AVX512 and is only called after cpu_has_avx512() said yes.
+#pragma once
+#include <c10/util/BFloat16.h>
+#include <immintrin.h>
+
+// The AVX-512 subset every kernel may use (all AVX-512 CPUs with BW also have DQ: Skylake-SP on).
+#define ICAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+
+namespace icae::simd {
+
+// Feature checks, answered once per process.
+inline bool cpu_has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+  return yes;
+}
+inline bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+inline bool cpu_has_vnni() {
+  static const bool yes = cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+  return yes;
+}
+
+// --- 16 lanes of float32 from/to float32 or bf16 (round to nearest even, NaN kept a NaN: as c10).
+ICAE_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+ICAE_AVX512 inline __m512 load16(const c10::BFloat16* p) {
+  // bf16 is the top half of a float32.
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+// The bf16 bit patterns of v, one per 32-bit lane.
+ICAE_AVX512 inline __m512i bf16_bits(__m512 v) {
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+}
+ICAE_AVX512 inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+ICAE_AVX512 inline void store16(c10::BFloat16* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bf16_bits(v)));
+}
+
+}  // namespace icae::simd
