@@ -232,7 +232,7 @@ bodies = [
     (1, {"slots_id": "s-0123", "prompt": "What is it?", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9,
          "top_k": 40, "seed": 7, "stream": True}),
     (1, {"ids": [5, 6, 7], "prompt_ids": [8, 9], "max_tokens": None}),
-    (2, {"text": "Reconstruct me.", "max_tokens": 32}), (3, {"prompt": "Once upon a time", "seed": 18446744073709551615}),
+    (2, {"text": "Reconstruct me.", "max_tokens": 32, "no_repeat_ngram_size": 3, "repetition_penalty": 1.2}), (3, {"prompt": "Once upon a time", "seed": 18446744073709551615}),
     (4, {"model": "icae", "messages": [{"role": "system", "content": "Be brief."},
                                        {"role": "user", "slots_id": "s-0123"},
                                        {"role": "user", "content": "Summarise."}],

@@ -22,6 +22,8 @@ void check_sampling(const SamplingFields& s, const RequestLimits& l) {
   if (s.max_tokens < 1 || s.max_tokens > l.max_new_tokens) __builtin_trap();
   if (!(s.temperature >= 0 && s.temperature <= 100) || !(s.top_p > 0 && s.top_p <= 1)) __builtin_trap();
   if (s.top_k < 0 || s.top_k > l.vocab) __builtin_trap();
+  if (!(s.repetition_penalty >= 1e-3 && s.repetition_penalty <= 100)) __builtin_trap();
+  if (s.no_repeat_ngram_size < 0 || s.no_repeat_ngram_size > 1024) __builtin_trap();
 }
 
 void check_decode(const DecodeBody& b, const RequestLimits& l) {

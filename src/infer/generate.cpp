@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "icae/model/kv_cache.h"
 #include "icae/model/transformer.h"
@@ -28,10 +29,52 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(optio
   ICAE_CHECK(options.temperature >= 0, ErrorKind::Usage, "temperature must be >= 0");
   ICAE_CHECK(options.top_p > 0 && options.top_p <= 1, ErrorKind::Usage, "top_p must be in (0, 1]");
   ICAE_CHECK(options.top_k >= 0, ErrorKind::Usage, "top_k must be >= 0");
+  ICAE_CHECK(options.repetition_penalty > 0, ErrorKind::Usage, "repetition_penalty must be > 0");
+  ICAE_CHECK(options.no_repeat_ngram >= 0, ErrorKind::Usage, "no_repeat_ngram must be >= 0");
+}
+
+at::Tensor Sampler::constrained(const at::Tensor& logits_in) const {
+  at::Tensor logits = logits_in.to(at::kCPU).to(at::kFloat).contiguous().clone();
+  float* p = logits.data_ptr<float>();
+  const int64_t v = logits.numel();
+  const auto h = static_cast<int64_t>(history_.size());
+  if (options_.repetition_penalty != 1.0) {
+    std::vector<bool> seen(static_cast<size_t>(v), false);  // each token once, however often it came
+    const auto penalty = static_cast<float>(options_.repetition_penalty);
+    for (int64_t id : history_) {
+      if (id < 0 || id >= v || seen[id]) continue;
+      seen[id] = true;
+      p[id] = p[id] > 0 ? p[id] / penalty : p[id] * penalty;
+    }
+  }
+  const int64_t n = options_.no_repeat_ngram;
+  if (n > 0 && h >= n - 1) {
+    // Every earlier n-gram whose first n-1 ids equal the last n-1 generated bans its last id.
+    std::vector<int64_t> banned;
+    for (int64_t start = 0; start + n <= h; ++start) {
+      if (!std::equal(history_.begin() + start, history_.begin() + start + n - 1, history_.end() - (n - 1))) continue;
+      const int64_t id = history_[start + n - 1];
+      if (id >= 0 && id < v) banned.push_back(id);
+    }
+    std::sort(banned.begin(), banned.end());
+    banned.erase(std::unique(banned.begin(), banned.end()), banned.end());
+    // A tiny vocabulary can have every token banned: then the ban is lifted for this step rather
+    // than sampling from nothing.
+    if (static_cast<int64_t>(banned.size()) < v)
+      for (int64_t id : banned) p[id] = -std::numeric_limits<float>::infinity();
+  }
+  return logits;
 }
 
 int64_t Sampler::pick(const at::Tensor& logits_in) {
-  if (options_.temperature <= 0) return greedy_pick(logits_in);
+  const bool constrain = options_.repetition_penalty != 1.0 || options_.no_repeat_ngram > 0;
+  const at::Tensor raw = constrain ? constrained(logits_in) : logits_in;
+  const int64_t id = options_.temperature <= 0 ? greedy_pick(raw) : sample(raw);
+  history_.push_back(id);
+  return id;
+}
+
+int64_t Sampler::sample(const at::Tensor& logits_in) {
   at::Tensor logits = logits_in.to(at::kCPU).to(at::kDouble) / options_.temperature;
   const int64_t v = logits.size(0);
   const int64_t k = options_.top_k > 0 ? std::min(options_.top_k, v) : v;

@@ -132,6 +132,12 @@ namespace icae::server {
 
 namespace {
 
+// repetition_penalty and no_repeat_ngram_size (see SamplingOptions), in every decoding request.
+void parse_repetition(const Fields& f, SamplingFields& s) {
+  s.repetition_penalty = f.number("repetition_penalty", 1e-3, 100.0).value_or(1.0);
+  s.no_repeat_ngram_size = f.integer("no_repeat_ngram_size", 0, 1024).value_or(0);
+}
+
 SamplingFields parse_sampling(const Fields& f, const RequestLimits& l) {
   SamplingFields s;
   s.max_tokens = f.integer("max_tokens", 1, l.max_new_tokens).value_or(std::min(l.default_new_tokens, l.max_new_tokens));
@@ -139,6 +145,7 @@ SamplingFields parse_sampling(const Fields& f, const RequestLimits& l) {
   s.top_p = f.number("top_p", 1e-9, 1.0).value_or(1.0);
   s.top_k = f.integer("top_k", 0, l.vocab).value_or(0);
   s.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MAX).value_or(0));
+  parse_repetition(f, s);
   s.stream = f.boolean("stream").value_or(false);
   return s;
 }
@@ -182,7 +189,7 @@ ContextField parse_compress_body(const nlohmann::json& body, const RequestLimits
 
 DecodeBody parse_answer_body(const nlohmann::json& body, const RequestLimits& l) {
   Fields f(body, {"slots_id", "text", "ids", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k",
-                  "seed", "stream"});
+                  "seed", "repetition_penalty", "no_repeat_ngram_size", "stream"});
   DecodeBody b;
   b.kind = "answer";
   b.sampling = parse_sampling(f, l);  // type errors first: nothing is compressed for a request that fails
@@ -192,7 +199,7 @@ DecodeBody parse_answer_body(const nlohmann::json& body, const RequestLimits& l)
 }
 
 DecodeBody parse_reconstruct_body(const nlohmann::json& body, const RequestLimits& l) {
-  Fields f(body, {"slots_id", "text", "ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "stream"});
+  Fields f(body, {"slots_id", "text", "ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "repetition_penalty", "no_repeat_ngram_size", "stream"});
   DecodeBody b;
   b.kind = "reconstruct";
   b.sampling = parse_sampling(f, l);
@@ -201,7 +208,7 @@ DecodeBody parse_reconstruct_body(const nlohmann::json& body, const RequestLimit
 }
 
 DecodeBody parse_generate_body(const nlohmann::json& body, const RequestLimits& l) {
-  Fields f(body, {"prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "stream"});
+  Fields f(body, {"prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "repetition_penalty", "no_repeat_ngram_size", "stream"});
   DecodeBody b;
   b.kind = "generate";
   b.sampling = parse_sampling(f, l);
@@ -211,7 +218,7 @@ DecodeBody parse_generate_body(const nlohmann::json& body, const RequestLimits& 
 
 ChatBody parse_chat_body(const nlohmann::json& body, const RequestLimits& l) {
   // OpenAI's fields that change nothing here are accepted and ignored; the rest are refused.
-  Fields f(body, {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stream",
+  Fields f(body, {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "repetition_penalty", "no_repeat_ngram_size", "stream",
                   "n", "user", "stream_options"});
   ChatBody c;
   if (f.has("max_completion_tokens") && f.has("max_tokens"))
@@ -222,6 +229,7 @@ ChatBody parse_chat_body(const nlohmann::json& body, const RequestLimits& l) {
   c.sampling.temperature = f.number("temperature", 0.0, 100.0).value_or(0.0);
   c.sampling.top_p = f.number("top_p", 1e-9, 1.0).value_or(1.0);
   c.sampling.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MAX).value_or(0));
+  parse_repetition(f, c.sampling);
   c.sampling.stream = f.boolean("stream").value_or(false);
   if (f.integer("n", 1, 1).value_or(1) != 1) http_fail(400, "field 'n': only 1 choice is supported");
   c.model_name = f.text("model").value_or("icae");

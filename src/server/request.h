@@ -74,6 +74,8 @@ struct SamplingFields {
   double temperature = 0, top_p = 1;
   int64_t top_k = 0;
   uint64_t seed = 0;
+  double repetition_penalty = 1;  // as vLLM and transformers name them
+  int64_t no_repeat_ngram_size = 0;
   bool stream = false;
 };
 

@@ -133,6 +133,8 @@ DecodeRequest Service::decode_request(const DecodeBody& b) {
   r.sampling.top_p = b.sampling.top_p;
   r.sampling.top_k = b.sampling.top_k;
   r.sampling.seed = b.sampling.seed;
+  r.sampling.repetition_penalty = b.sampling.repetition_penalty;
+  r.sampling.no_repeat_ngram = b.sampling.no_repeat_ngram_size;
   r.stream = b.sampling.stream;
   r.prompt_text = b.prompt.text;
   r.prompt_ids = b.prompt.ids;
@@ -228,6 +230,8 @@ DecodeRequest Service::parse_chat(const nlohmann::json& body) {
   r.sampling.temperature = c.sampling.temperature;
   r.sampling.top_p = c.sampling.top_p;
   r.sampling.seed = c.sampling.seed;
+  r.sampling.repetition_penalty = c.sampling.repetition_penalty;
+  r.sampling.no_repeat_ngram = c.sampling.no_repeat_ngram_size;
   r.stream = c.sampling.stream;
   r.model_name = c.model_name;
   const std::vector<tok::ChatMessage>& chat = c.messages;

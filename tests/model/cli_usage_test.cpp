@@ -84,12 +84,16 @@ TEST(CliUsage, NumbersAreRangeChecked) {
   expect_usage("generate " + kModel + " --top-p 0", {"--top-p", "(0, 1]"});
   expect_usage("generate " + kModel + " --top-p 1.5", {"--top-p", "(0, 1]"});
   expect_usage("chat " + kModel + " --seed -1", {"--seed"});
+  expect_usage("generate " + kModel + " --repetition-penalty 0", {"--repetition-penalty"});
+  expect_usage("ask " + kModel + " --adapter a --no-repeat-ngram -1", {"--no-repeat-ngram"});
+  expect_usage("eval ae --model m --adapter a --data d --no-repeat-ngram -2", {"--no-repeat-ngram"});
+  expect_usage("demo --model m --adapter a --repetition-penalty -1", {"--repetition-penalty"});
   expect_usage("ask " + kModel + " --adapter a -n -5", {"--max-new-tokens"});
   expect_usage("ask " + kModel + " --adapter a --lora-alpha -1", {"--lora-alpha"});
   expect_usage("params --config c.json --mem-size 0", {"--mem-size"});
   expect_usage("params --config c.json -r -4", {"--lora-r"});
   // In range, the same options pass usage checks and the run fails on the missing file instead.
-  EXPECT_EQ(run("generate " + kModel + " --threads 2 -n 0 --temperature 0.7 --top-p 1 --top-k 5 --prompt hi").status, 4);
+  EXPECT_EQ(run("generate " + kModel + " --threads 2 -n 0 --temperature 0.7 --top-p 1 --top-k 5 --repetition-penalty 1.2 --no-repeat-ngram 3 --prompt hi").status, 4);
 }
 
 }  // namespace

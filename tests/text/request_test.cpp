@@ -80,5 +80,24 @@ TEST(Request, RoutesCheckTheirFieldsInOrder) {
   EXPECT_EQ(c.messages[0].content, "q");
 }
 
+TEST(Request, RepetitionControlsReachEveryDecodingRoute) {
+  const RequestLimits l = limits();
+  auto body = [](const char* s) { return parse_object(s); };
+  const DecodeBody r =
+      parse_reconstruct_body(body(R"({"slots_id": "s", "repetition_penalty": 1.3, "no_repeat_ngram_size": 3})"), l);
+  EXPECT_DOUBLE_EQ(r.sampling.repetition_penalty, 1.3);
+  EXPECT_EQ(r.sampling.no_repeat_ngram_size, 3);
+  const DecodeBody g = parse_generate_body(body(R"({"prompt_ids": [1]})"), l);  // off unless asked
+  EXPECT_DOUBLE_EQ(g.sampling.repetition_penalty, 1.0);
+  EXPECT_EQ(g.sampling.no_repeat_ngram_size, 0);
+  const ChatBody c = parse_chat_body(
+      body(R"({"messages": [{"role": "user", "content": "q"}], "no_repeat_ngram_size": 4})"), l);
+  EXPECT_EQ(c.sampling.no_repeat_ngram_size, 4);
+  expect_http([&] { parse_answer_body(body(R"({"slots_id": "s", "prompt_ids": [3], "repetition_penalty": 0})"), l); },
+              400, "field 'repetition_penalty' = 0 is out of range");
+  expect_http([&] { parse_generate_body(body(R"({"prompt_ids": [1], "no_repeat_ngram_size": -2})"), l); }, 400,
+              "field 'no_repeat_ngram_size' = -2 is out of range");
+}
+
 }  // namespace
 }  // namespace icae::server

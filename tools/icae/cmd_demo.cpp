@@ -31,6 +31,7 @@ struct DemoArgs {
   std::string model, adapter, qa_adapter, file;
   std::vector<std::string> passages_data, questions;
   int64_t passages = 3, max_new_tokens = 64;
+  SamplingOptions sampling;  // for the reconstructions and both kinds of answer alike
   cli::RunOptions run;
 };
 
@@ -129,6 +130,7 @@ void run_demo(const DemoArgs& a) {
   o.device = a.run.device;
   o.dtype = a.run.dtype;
   o.threads = a.run.threads;
+  o.session.sampling = a.sampling;
   cli::resolve(a.run);
   const auto t0 = Clock::now();
   Session s = open_session(a.model, a.adapter, o);
@@ -137,6 +139,11 @@ void run_demo(const DemoArgs& a) {
               a.adapter.c_str(), static_cast<long long>(icae.config().mem_size),
               static_cast<long long>(icae.config().mem_size * icae.config().compression_rate), seconds_since(t0));
   if (!s.adapter().info.notes.empty()) std::printf("adapter notes: %s\n", s.adapter().info.notes.c_str());
+  const SamplingOptions& d = a.sampling;
+  std::printf("decoding: %s", d.temperature > 0 ? "sampled" : "greedy");
+  if (d.no_repeat_ngram > 0) std::printf(", no %lld-gram twice", static_cast<long long>(d.no_repeat_ngram));
+  if (d.repetition_penalty != 1.0) std::printf(", repetition penalty %.2f", d.repetition_penalty);
+  std::printf(" (the same for the slots and the full passage)\n");
   // The answering adapter, when it is another one (the base model is loaded again: ~1 s for SmolLM2).
   std::unique_ptr<Session> qa;
   if (!a.qa_adapter.empty() && a.qa_adapter != a.adapter) {
@@ -169,6 +176,7 @@ void setup_demo(CLI::App& root) {
   c->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens per answer at most")
       ->check(cli::at_least(1))
       ->capture_default_str();
+  cli::add_sampling_options(c, a->sampling);
   cli::add_run_options(c, a->run);
   c->callback([a] { run_demo(*a); });
 }

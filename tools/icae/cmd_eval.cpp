@@ -25,8 +25,15 @@ struct EvalArgs {
   bool json = false, no_base = false;
   double lora_alpha = 0;
   int64_t max_samples = 0, batch = 8, context_tokens = 512, continuation_tokens = 128, max_new_tokens = 128;
+  SamplingOptions sampling;  // greedy unless told otherwise
   cli::RunOptions run;
 };
+
+// How the answers were decoded, for the JSON reports: numbers are only comparable under one setting.
+nlohmann::json decoding(const SamplingOptions& s) {
+  return {{"temperature", s.temperature}, {"top_k", s.top_k}, {"top_p", s.top_p}, {"seed", s.seed},
+          {"repetition_penalty", s.repetition_penalty}, {"no_repeat_ngram", s.no_repeat_ngram}};
+}
 
 Session open(const EvalArgs& a) {
   OpenOptions o;
@@ -36,6 +43,7 @@ Session open(const EvalArgs& a) {
   o.tokenizer = a.tokenizer;
   if (a.lora_alpha > 0) o.lora_alpha = a.lora_alpha;
   o.session.ft_template = a.tmpl;
+  o.session.sampling = a.sampling;
   cli::resolve(a.run);  // --threads, and the same device errors as elsewhere
   return open_session(a.model, a.adapter, o);
 }
@@ -65,7 +73,8 @@ void run_ae(const EvalArgs& a) {
   o.batch = a.batch;
   eval::AeReport r = eval::eval_ae(s, contexts, sources, o);
   if (a.json) {
-    nlohmann::json j = {{"task", "ae"}, {"model", a.model}, {"adapter", a.adapter}, {"samples", nlohmann::json::array()}};
+    nlohmann::json j = {{"task", "ae"},         {"model", a.model}, {"adapter", a.adapter},
+                        {"decoding", decoding(a.sampling)}, {"samples", nlohmann::json::array()}};
     for (const auto& x : r.samples)
       j["samples"].push_back({{"source", x.source}, {"tokens", x.tokens}, {"slots", x.slots}, {"bleu4", x.bleu},
                               {"exact_prefix", x.exact_prefix}, {"token_accuracy", x.token_accuracy},
@@ -137,7 +146,8 @@ void run_ft(const EvalArgs& a) {
   o.with_base = !a.no_base;
   o.batch = a.batch;
   eval::FtReport r = eval::eval_ft(s, items, o);
-  nlohmann::json doc = {{"task", "ft"}, {"model", a.model}, {"adapter", a.adapter}, {"samples", nlohmann::json::array()}};
+  nlohmann::json doc = {{"task", "ft"},         {"model", a.model}, {"adapter", a.adapter},
+                        {"decoding", decoding(a.sampling)}, {"samples", nlohmann::json::array()}};
   std::ofstream jsonl;
   if (!a.out.empty()) {
     jsonl.open(a.out, std::ios::trunc);
@@ -190,7 +200,7 @@ void setup(CLI::App& root) {
     const char* help;
     void (*run)(const EvalArgs&);
   };
-  for (const Sub& sub : {Sub{"ae", "Greedy reconstruction from the slots: BLEU-4, exact-match prefix, teacher-forced token accuracy.", run_ae},
+  for (const Sub& sub : {Sub{"ae", "Reconstruction from the slots (greedy unless told otherwise): BLEU-4, exact-match prefix, teacher-forced token accuracy.", run_ae},
                          Sub{"lm", "Perplexity of continuations given the slots of the preceding text, the text itself, or nothing.", run_lm},
                          Sub{"ft", "PwC answers from the slots vs the reference and the base model with the full context (ROUGE-L, token F1).", run_ft}}) {
     auto a = std::make_shared<EvalArgs>();
@@ -213,6 +223,7 @@ void setup(CLI::App& root) {
       c->add_option("--max-new-tokens,-n", a->max_new_tokens, "Answer length at most")->capture_default_str();
       c->add_flag("--no-base", a->no_base, "Skip the base model's full-context answers");
     }
+    if (std::string(sub.name) != "lm") cli::add_sampling_options(c, a->sampling);
     cli::add_run_options(c, a->run);
     auto run = sub.run;
     c->callback([a, run] { run(*a); });

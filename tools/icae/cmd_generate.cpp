@@ -31,18 +31,7 @@ void add_sampling(CLI::App* cmd, GenArgs& a) {
   cmd->add_option("--max-new-tokens,-n", a.max_new_tokens, "Tokens to generate at most")
       ->check(cli::at_least(0))
       ->capture_default_str();
-  cmd->add_option("--temperature", a.sampling.temperature, "0 = greedy; > 0 samples")
-      ->check(cli::at_least(0))
-      ->capture_default_str();
-  cmd->add_option("--top-k", a.sampling.top_k, "Sample among the k most likely tokens (0 = all)")
-      ->check(cli::at_least(0))
-      ->capture_default_str();
-  cmd->add_option("--top-p", a.sampling.top_p, "Nucleus sampling mass (1 = off)")
-      ->check(cli::unit_interval_open_closed())
-      ->capture_default_str();
-  cmd->add_option("--seed", a.sampling.seed, "Seed for sampling (same seed, same text, on any device)")
-      ->check(cli::at_least(0))
-      ->capture_default_str();
+  cli::add_sampling_options(cmd, a.sampling);
   cmd->add_flag("--stats", a.stats, "Print prefill and decode speed to stderr");
   cmd->add_flag("--print-ids", a.print_ids, "Print the generated token ids (comma-separated) instead of text");
   cmd->add_flag("--ignore-eos", a.ignore_eos, "Do not stop at end-of-sequence tokens: always generate -n tokens");

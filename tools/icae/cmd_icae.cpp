@@ -201,12 +201,7 @@ void setup(CLI::App& root) {
   ask->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens to generate at most")
       ->check(cli::at_least(0))
       ->capture_default_str();
-  ask->add_option("--temperature", a->sampling.temperature, "0: greedy")->check(cli::at_least(0.0))->capture_default_str();
-  ask->add_option("--top-k", a->sampling.top_k, "Sample from the k most likely tokens (0: all)")
-      ->check(cli::at_least(0))
-      ->capture_default_str();
-  ask->add_option("--top-p", a->sampling.top_p, "Nucleus mass, in (0, 1]")->check(CLI::Range(1e-9, 1.0))->capture_default_str();
-  ask->add_option("--seed", a->sampling.seed, "Sampling seed")->capture_default_str();
+  cli::add_sampling_options(ask, a->sampling);
   ask->callback([a] { run_ask(*a); });
 
   struct ParamArgs {

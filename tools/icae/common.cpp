@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "icae/util/error.h"
+#include "usage.h"
 
 namespace icae::cli {
 
@@ -25,6 +26,26 @@ void add_run_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_flag("--dense-decode", o.dense_decode,
                 "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks\n"
                 "(the default uses the blocks where their kernels are vectorised: AVX-512)");
+}
+
+void add_sampling_options(CLI::App* cmd, SamplingOptions& s) {
+  cmd->add_option("--temperature", s.temperature, "0 = greedy; > 0 samples")->check(at_least(0))->capture_default_str();
+  cmd->add_option("--top-k", s.top_k, "Sample among the k most likely tokens (0 = all)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--top-p", s.top_p, "Nucleus sampling mass (1 = off)")->check(unit_interval_open_closed())->capture_default_str();
+  cmd->add_option("--seed", s.seed, "Seed for sampling (same seed, same text, on any device)")
+      ->check(at_least(0))  // unsigned: CLI11 alone would wrap -1
+      ->capture_default_str();
+  cmd->add_option("--repetition-penalty", s.repetition_penalty,
+                  "> 1 discourages tokens already generated (their logits divided by it; 1 = off)")
+      ->check(CLI::Range(1e-3, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--no-repeat-ngram", s.no_repeat_ngram,
+                  "Never generate an n-gram of this many tokens twice (0 = off; 3 or 4 stops a weak\n"
+                  "reconstruction from looping on one phrase)")
+      ->check(at_least(0))
+      ->capture_default_str();
 }
 
 ModelLoadOptions resolve(const RunOptions& o) {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "icae/infer/generate.h"
 #include "icae/model/transformer.h"
 
 namespace icae::cli {
@@ -15,6 +16,8 @@ struct RunOptions {
 };
 
 void add_run_options(CLI::App* cmd, RunOptions& options);
+// --temperature, --top-k, --top-p, --seed, --repetition-penalty, --no-repeat-ngram.
+void add_sampling_options(CLI::App* cmd, SamplingOptions& sampling);
 // Applies --threads and turns --device/--dtype into load options; clear errors when CUDA is
 // asked for but absent.
 ModelLoadOptions resolve(const RunOptions& options);
