@@ -37,29 +37,24 @@ QuantMatrix random_matrix(QuantFormat f, int64_t rows, int64_t cols, uint64_t se
 
 class QuantKernel : public ::testing::TestWithParam<QuantFormat> {};
 
-// x with each block of 32 rounded as the int8 kernels round it (dequantised again).
-at::Tensor round_like_int8_kernels(const at::Tensor& x) {
-  at::Tensor c = x.contiguous();
-  const int64_t blocks = c.numel() / kQuantBlock;
-  std::vector<int8_t> q(c.numel());
-  std::vector<float> d(blocks);
-  quantise_activations(c.data_ptr<float>(), blocks, q.data(), d.data());
-  at::Tensor out = at::empty_like(c);
-  for (int64_t i = 0; i < c.numel(); ++i) out.data_ptr<float>()[i] = d[i / kQuantBlock] * q[i];
-  return out;
-}
+// x with each block of 32 rounded as the int8 kernels round it (dequantised again), and half of
+// each element's rounding step (its block's scale / 2): the most that rounding to nearest moves it.
+struct Int8Rounding {
+  at::Tensor rounded, half_steps;
+};
 
-// Half the rounding step of each element of x (its block's scale / 2): the most that rounding to
-// nearest can move it.
-at::Tensor int8_half_steps(const at::Tensor& x) {
+Int8Rounding round_like_int8_kernels(const at::Tensor& x) {
   at::Tensor c = x.contiguous();
   const int64_t blocks = c.numel() / kQuantBlock;
   std::vector<int8_t> q(c.numel());
   std::vector<float> d(blocks);
   quantise_activations(c.data_ptr<float>(), blocks, q.data(), d.data());
-  at::Tensor out = at::empty_like(c);
-  for (int64_t i = 0; i < c.numel(); ++i) out.data_ptr<float>()[i] = d[i / kQuantBlock] / 2;
-  return out;
+  Int8Rounding r{at::empty_like(c), at::empty_like(c)};
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    r.rounded.data_ptr<float>()[i] = d[i / kQuantBlock] * q[i];
+    r.half_steps.data_ptr<float>()[i] = d[i / kQuantBlock] / 2;
+  }
+  return r;
 }
 
 // Every kernel this CPU runs against a double-precision product: the float kernels with x as it
@@ -87,13 +82,14 @@ TEST_P(QuantKernel, EqualsDenseProductWithDequantisedWeights) {
       if (n == 8) x[2][100] = 300.0f;               // an outlier (fixed-vnni: small values rounded)
       const bool rounds = quant_kernel_rounds_activations(k);
       at::Tensor ref = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
+      const Int8Rounding xr = round_like_int8_kernels(x);
       if (rounds)  // the scale term with the rounded x; Q4_1's min term keeps exact sums of x
-        ref = ref - at::matmul((x - round_like_int8_kernels(x)).to(at::kDouble), (dense - mins).to(at::kDouble).t());
+        ref = ref - at::matmul((x - xr.rounded).to(at::kDouble), (dense - mins).to(at::kDouble).t());
       const at::Tensor y = quant_linear(x, w, k);
       EXPECT_LE(max_relative_error(y, ref), 1e-5) << quant_kernel_name(k) << ", " << n << " vectors";
       if (rounds) {  // and within what rounding x to 8 bits per block can change (Q4_1's min term exact)
         at::Tensor exact = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
-        at::Tensor bound = at::matmul(int8_half_steps(x).to(at::kDouble), (dense - mins).abs().to(at::kDouble).t());
+        at::Tensor bound = at::matmul(xr.half_steps.to(at::kDouble), (dense - mins).abs().to(at::kDouble).t());
         const double slack = 1e-5 * exact.abs().max().item<double>();  // float32 summation
         EXPECT_TRUE(((y.to(at::kDouble) - exact).abs() <= bound + slack).all().item<bool>())
             << quant_kernel_name(k) << ", " << n << " vectors";
