@@ -26,7 +26,7 @@ using namespace icae;
 
 int main(int argc, char** argv) {
   struct {
-    std::string model, data, dtype = "bf16", device = "cpu", projector = "none", profile;
+    std::string model, data, dtype = "auto", device = "cpu", projector = "none", profile;
     int64_t batch = 8, context = 128, k = 32, r = 32, steps = 6, warmup = 2;
     std::vector<std::string> targets{"q_proj", "v_proj"};
     int threads = 0;
@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   CLI::App app{"ICAE AE training throughput through train_step (context tokens/s, peak memory)"};
   app.add_option("--model", o.model, "Base model (.gguf or HF folder)")->required();
   app.add_option("--data", o.data, "Text folder or files")->required();
-  app.add_option("--dtype", o.dtype)->capture_default_str();
+  app.add_option("--dtype", o.dtype, "f32, bf16, f16 or auto (bf16 where the hardware computes it, else f32)")
+      ->capture_default_str();
   app.add_option("--device", o.device)->capture_default_str();
   app.add_option("--projector", o.projector)->capture_default_str();
   app.add_option("--batch", o.batch)->capture_default_str();
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
     if (o.threads > 0) at::set_num_threads(o.threads);
     TextModelOptions tmo;
     tmo.load.device = parse_device(o.device);
+    o.dtype = resolve_auto_dtype(o.dtype, tmo.load.device);  // the report names the real dtype
     tmo.load.dtype = parse_dtype(o.dtype);
     TextModel tm = load_text_model(o.model, tmo);
     IcaeConfig ic;

@@ -55,6 +55,16 @@ at::ScalarType parse_dtype(const std::string& name) {
   fail(ErrorKind::Usage, "--dtype must be f32, bf16 or f16, got '" + name + "'");
 }
 
+bool cpu_has_native_bf16() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  return yes;
+}
+
+std::string resolve_auto_dtype(const std::string& name, at::Device device) {
+  if (name != "auto") return name;
+  return device.is_cuda() || cpu_has_native_bf16() ? "bf16" : "f32";
+}
+
 at::Generator make_generator(at::Device device, uint64_t seed) {
 #ifdef ICAE_WITH_CUDA
   if (device.is_cuda()) {

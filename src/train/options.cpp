@@ -73,7 +73,8 @@ void validate(const TrainOptions& o) {
        "--eval-every and --save-every must be >= 0, --log-every >= 1");
   need(o.eval_samples >= 1 && o.eval_generate >= 0, "--eval-samples must be >= 1, --eval-generate >= 0");
   need(o.threads >= 0, "--threads must be >= 0");
-  need(o.dtype == "f32" || o.dtype == "bf16", "--dtype must be f32 or bf16 for training (fp16 is not safe to train in)");
+  need(o.dtype == "auto" || o.dtype == "f32" || o.dtype == "bf16",
+       "--dtype must be auto, f32 or bf16 for training (fp16 is not safe to train in)");
 }
 
 }  // namespace icae::train

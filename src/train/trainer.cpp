@@ -123,6 +123,13 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
   if (options_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
   TextModelOptions tmo;
   tmo.load.device = parse_device(options_.device);
+  // "auto" becomes what this machine runs fast, and config.json records that, so a resume on
+  // another machine keeps the run's arithmetic.
+  options_.dtype = resolve_auto_dtype(options_.dtype, tmo.load.device);
+  if (leader() && options_.dtype == "bf16" && tmo.load.device.is_cpu() && !cpu_has_native_bf16())
+    std::fprintf(stderr,
+                 "warning: this CPU has no native bf16 (AMX or AVX512-BF16), so bf16 is emulated: expect training "
+                 "to be many times slower than with --dtype f32\n");
   tmo.load.dtype = parse_dtype(options_.dtype);
   tmo.tokenizer_path = options_.tokenizer;
   text_ = load_text_model(options_.model, tmo);

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "icae/eval/golden_check.h"
 #include "icae/infer/session.h"
 #include "icae/util/device.h"
@@ -16,6 +18,20 @@ TEST(Device, CpuHelpersWork) {
   reset_peak_memory(at::kCPU);
   EXPECT_GT(peak_memory_bytes(at::kCPU), 0);
   EXPECT_FALSE(device_name(at::kCPU).empty());
+}
+
+// "auto" means bf16 only where the hardware computes it; the CPU's answer agrees with the
+// kernel's own list of flags.
+TEST(Device, AutoDtypeFollowsTheHardware) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string word;
+  bool native = false;
+  while (in >> word) native = native || word == "avx512_bf16" || word == "amx_bf16";
+  EXPECT_EQ(cpu_has_native_bf16(), native);
+  EXPECT_EQ(resolve_auto_dtype("auto", at::kCPU), native ? "bf16" : "f32");
+  EXPECT_EQ(resolve_auto_dtype("auto", at::Device(at::kCUDA, 0)), "bf16");
+  EXPECT_EQ(resolve_auto_dtype("f32", at::Device(at::kCUDA, 0)), "f32");
+  EXPECT_EQ(resolve_auto_dtype("bf16", at::kCPU), "bf16");
 }
 
 class CudaGolden : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};

@@ -279,6 +279,19 @@ TEST(Trainer, RefusesToOverwriteARun) {
   EXPECT_THROW(Trainer::start(o), Error);
 }
 
+// --dtype auto (the default) is settled when the run starts and config.json records the dtype
+// it became, so that a resume elsewhere keeps the run's arithmetic.
+TEST(Trainer, AutoDtypeIsRecordedAsWhatItBecame) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_auto_dtype");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_auto_dtype"));
+  o.steps = 1;
+  o.dtype = TrainOptions{}.dtype;
+  ASSERT_EQ(o.dtype, "auto");
+  Trainer::start(o)->run();
+  const auto config = nlohmann::json::parse(std::ifstream(o.out + "/config.json"));
+  EXPECT_EQ(config["options"]["dtype"], resolve_auto_dtype("auto", at::kCPU));
+}
+
 TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
   test::TinyModelOptions mo;
   mo.nan_weight = true;

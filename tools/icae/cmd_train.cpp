@@ -103,8 +103,11 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   c->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
-  c->add_option("--dtype", o.dtype, "Base model type: bf16 or f32 (trainable tensors are always float32)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
+  c->add_option("--dtype", o.dtype,
+                "Base model type: auto, bf16 or f32 (trainable tensors are always float32). auto: bf16 on CUDA\n"
+                "and on CPUs that compute bf16 natively (AMX, AVX512-BF16), f32 elsewhere: there bf16 is\n"
+                "emulated and a SmolLM2 update took ~30x longer than in f32. The run records the choice.")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}))
       ->capture_default_str();
   c->add_option("--threads", o.threads, "CPU threads (0: libtorch's default)")->check(CLI::NonNegativeNumber)->capture_default_str();
   c->add_flag("--activation-checkpointing", o.activation_checkpointing,

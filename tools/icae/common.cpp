@@ -17,8 +17,10 @@ namespace icae::cli {
 
 void add_run_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--device", o.device, "Where to run: cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o.dtype, "Weight and activation type: f32, bf16 or f16 (bf16 is fast on CPUs with AMX)")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+  cmd->add_option("--dtype", o.dtype,
+                  "Weight and activation type: f32, bf16, f16 or auto (bf16 on CUDA and on CPUs that compute\n"
+                  "bf16 natively: AMX or AVX512-BF16; f32 elsewhere, where bf16 is emulated and slow)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}))
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: one per core, or OMP_NUM_THREADS)")
       ->check(CLI::Range(0, 4096))
@@ -53,7 +55,7 @@ ModelLoadOptions resolve(const RunOptions& o) {
   if (o.threads > 0) at::set_num_threads(o.threads);
   ModelLoadOptions m;
   m.device = parse_device(o.device);
-  m.dtype = parse_dtype(o.dtype);
+  m.dtype = parse_dtype(resolve_auto_dtype(o.dtype, m.device));
   if (o.dense_decode) m.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   return m;
 }

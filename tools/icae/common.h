@@ -10,7 +10,7 @@ namespace icae::cli {
 
 struct RunOptions {
   std::string device = "cpu";  // cpu | cuda | cuda:N
-  std::string dtype = "f32";   // f32 | bf16 | f16
+  std::string dtype = "f32";   // f32 | bf16 | f16 | auto
   int threads = 0;             // 0: all cores
   bool dense_decode = false;   // .gguf: decode with dense weights instead of the file's blocks
 };

@@ -60,7 +60,7 @@ struct TrainOptions {
 
   // Execution
   std::string device = "cpu";
-  std::string dtype = "bf16";
+  std::string dtype = "auto";  // auto: bf16 where the hardware computes it natively, else f32 (resolved at start)
   int threads = 0;
   bool activation_checkpointing = false;
   bool deterministic = false;

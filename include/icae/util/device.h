@@ -24,6 +24,13 @@ void reset_peak_memory(at::Device device);
 at::Device parse_device(const std::string& name);
 // "f32", "bf16", "f16" -> a scalar type.
 at::ScalarType parse_dtype(const std::string& name);
+// True when this CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16). Elsewhere libtorch
+// emulates bf16 matmuls in software: a SmolLM2 training update took 32x longer in bf16 than in
+// float32 on an AVX2-only EPYC (docs/training.md).
+bool cpu_has_native_bf16();
+// The dtype "auto" stands for on this device: bf16 on CUDA and on CPUs with native bf16, f32
+// elsewhere. Any other name is returned unchanged (parse_dtype checks it).
+std::string resolve_auto_dtype(const std::string& name, at::Device device);
 // A seeded random generator of the device's kind (its state can be saved and restored).
 at::Generator make_generator(at::Device device, uint64_t seed);
 // "NVIDIA H200" / the CPU model name, for benchmark reports.
