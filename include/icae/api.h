@@ -25,7 +25,7 @@ namespace icae {
 
 struct OpenOptions {
   std::string device = "cpu";      // cpu | cuda | cuda:N
-  std::string dtype = "f32";       // f32 | bf16 | f16
+  std::string dtype = "f32";       // f32 | bf16 | f16 | auto (bf16 on CUDA and CPUs with native bf16)
   int threads = 0;                 // CPU threads; 0: libtorch's default
   std::string tokenizer;           // tokenizer.json instead of the model's own
   std::optional<double> lora_alpha;  // released v2 adapters store none (they used 32)

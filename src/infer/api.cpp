@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "icae/io/model_loader.h"
+#include "icae/util/device.h"
 
 namespace icae {
 
@@ -21,9 +22,10 @@ ModelLoadOptions load_options(const OpenOptions& o) {
     ICAE_CHECK(at::hasCUDA(), ErrorKind::Usage, "device " + o.device + ": no CUDA device is available here");
     m.device = at::Device(o.device);
   }
-  ICAE_CHECK(o.dtype == "f32" || o.dtype == "bf16" || o.dtype == "f16", ErrorKind::Usage,
-             "dtype must be f32, bf16 or f16, got '" + o.dtype + "'");
-  m.dtype = o.dtype == "bf16" ? at::kBFloat16 : o.dtype == "f16" ? at::kHalf : at::kFloat;
+  const std::string dtype = resolve_auto_dtype(o.dtype, m.device);
+  ICAE_CHECK(dtype == "f32" || dtype == "bf16" || dtype == "f16", ErrorKind::Usage,
+             "dtype must be f32, bf16, f16 or auto, got '" + o.dtype + "'");
+  m.dtype = dtype == "bf16" ? at::kBFloat16 : dtype == "f16" ? at::kHalf : at::kFloat;
   return m;
 }
 

@@ -17,6 +17,7 @@
 #include "icae/eval/model_shapes.h"
 #include "icae/infer/session.h"
 #include "icae/io/model_loader.h"
+#include "icae/util/device.h"
 
 namespace {
 
@@ -85,7 +86,7 @@ void run_bench(const BenchArgs& a) {
   std::vector<eval::LatencyRow> rows =
       eval::run_latency_bench(session, o, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
 
-  const std::string dtype = a.run.dtype;
+  const std::string dtype = resolve_auto_dtype(a.run.dtype, lo.device);
   const int threads = at::get_num_threads();
   if (a.json) {
     nlohmann::json j = {{"model", text->path}, {"adapter", a.adapter.empty() ? "random" : a.adapter},

@@ -9,6 +9,7 @@
 #include "common.h"
 #include "usage.h"
 #include "icae/io/model_loader.h"
+#include "icae/util/device.h"
 #include "icae/io/tensor_io.h"
 #include "icae/model/transformer.h"
 
@@ -32,7 +33,7 @@ void run_forward(const ForwardArgs& a) {
   at::Tensor logits = model.forward(in).logits.squeeze(0).to(at::kCPU).to(at::kFloat);  // [T, V]
   if (!a.out.empty()) {
     save_safetensors(a.out, {{"input_ids", input.to(at::kInt)}, {"logits", logits}},
-                     {{"model", a.model}, {"dtype", a.run.dtype}, {"device", a.run.device}});
+                     {{"model", a.model}, {"dtype", resolve_auto_dtype(a.run.dtype, load.device)}, {"device", a.run.device}});
     std::cerr << "wrote logits [" << logits.size(0) << ", " << logits.size(1) << "] to " << a.out << "\n";
     return;
   }

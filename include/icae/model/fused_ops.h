@@ -1,5 +1,5 @@
 // RMSNorm and SwiGLU for CPU training: forward and backward each one pass over the data, with
-// AVX-512 (where the CPU has it), instead of ATen's composite operators (RMSNorm alone was pow,
+// AVX-512 or AVX2 (where the CPU has it), instead of ATen's composite operators (RMSNorm alone was pow,
 // mean, add, rsqrt, mul and their backwards: ~6 ms a layer on SmolLM2 batch 8 x 160 in bf16).
 // Same arithmetic and roundings as the model's ATen path (Hugging Face's): RMSNorm in float32,
 // rounded to the input's dtype, then times the weight; SwiGLU as silu(gate) rounded, times up.
@@ -8,7 +8,7 @@
 
 namespace icae {
 
-// Whether the fused operators serve x: a contiguous float32 or bf16 CPU tensor, on an AVX-512
+// Whether the fused operators serve x: a contiguous float32 or bf16 CPU tensor, on an AVX-512 or AVX2
 // CPU, with gradients wanted for it and none for `frozen` (the norm's weight).
 bool fused_ops_apply(const at::Tensor& x, const at::Tensor& frozen = {});
 
