@@ -12,6 +12,7 @@
 
 #include "icae/eval/icae_eval.h"
 #include "icae/infer/session.h"
+#include "icae/util/device.h"
 #include "test_paths.h"
 
 using namespace icae;
@@ -71,6 +72,10 @@ TEST(EvalCli, AeAndLmJsonEqualTheLibraryAndFtWritesJsonl) {
     EXPECT_NEAR(ae["samples"][i].at("token_accuracy").get<double>(), want.samples[i].token_accuracy, 1e-12);
   }
   EXPECT_NEAR(ae.at("mean").at("bleu4").get<double>(), want.mean_bleu, 1e-12);
+  // Each report says what it measured and in which arithmetic (scripts record it from here).
+  EXPECT_EQ(ae.at("task"), "ae");
+  EXPECT_EQ(ae.at("dtype"), "f32");  // the inference commands' default
+  EXPECT_EQ(ae.at("device"), "cpu");
 
   auto lm = nlohmann::json::parse(
       run_capture(std::string(ICAE_CLI_PATH) + " eval lm --context-tokens 10 --continuation-tokens 8" + common, &status));
@@ -79,6 +84,7 @@ TEST(EvalCli, AeAndLmJsonEqualTheLibraryAndFtWritesJsonl) {
   lo.context_tokens = 10;
   lo.continuation_tokens = 8;
   eval::LmReport lwant = eval::eval_lm(s, ids, {src + ":1", src + ":2"}, lo);
+  EXPECT_EQ(lm.at("task"), "lm");
   EXPECT_EQ(lm.at("total").at("scored_tokens").get<int64_t>(), lwant.scored_tokens);
   EXPECT_NEAR(lm["total"].at("ppl_slots").get<double>() / lwant.ppl_slots, 1.0, 1e-6);
   EXPECT_NEAR(lm["total"].at("ppl_full_context").get<double>() / lwant.ppl_full, 1.0, 1e-6);
@@ -92,11 +98,13 @@ TEST(EvalCli, AeAndLmJsonEqualTheLibraryAndFtWritesJsonl) {
   const std::string out = (dir / "answers.jsonl").string();
   auto ft = nlohmann::json::parse(run_capture(std::string(ICAE_CLI_PATH) + " eval ft -n 12 -o " + out + " --model " +
                                                   model + " --adapter " + adapter_path + " --data " +
-                                                  (dir / "pwc.jsonl").string() + " --threads 1 --json 2>/dev/null",
+                                                  (dir / "pwc.jsonl").string() + " --dtype auto --threads 1 --json 2>/dev/null",
                                               &status));
   ASSERT_EQ(status, 0);
   ASSERT_EQ(ft.at("samples").size(), 1u);
   EXPECT_EQ(ft["samples"][0].at("reference"), "On the mat.");
+  EXPECT_EQ(ft.at("task"), "ft");
+  EXPECT_EQ(ft.at("dtype"), resolve_auto_dtype("auto", at::Device(at::kCPU)));  // auto, resolved
   EXPECT_TRUE(ft["samples"][0].contains("base_answer"));
   std::ifstream jl(out);
   std::string line;

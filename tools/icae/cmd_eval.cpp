@@ -14,6 +14,7 @@
 #include "icae/eval/eval_data.h"
 #include "icae/eval/icae_eval.h"
 #include "icae/train/distill.h"
+#include "icae/util/device.h"
 
 namespace {
 
@@ -33,6 +34,14 @@ struct EvalArgs {
 nlohmann::json decoding(const SamplingOptions& s) {
   return {{"temperature", s.temperature}, {"top_k", s.top_k}, {"top_p", s.top_p}, {"seed", s.seed},
           {"repetition_penalty", s.repetition_penalty}, {"no_repeat_ngram", s.no_repeat_ngram}};
+}
+
+// What every JSON report starts with: the task, what was measured and in which arithmetic (--dtype
+// auto resolved, so scripts can record the dtype without restating the rule that picks it).
+nlohmann::json report_head(const EvalArgs& a, const char* task) {
+  const ModelLoadOptions m = cli::resolve(a.run);
+  return {{"task", task}, {"model", a.model}, {"adapter", a.adapter}, {"device", a.run.device},
+          {"dtype", resolve_auto_dtype(a.run.dtype, m.device)}};
 }
 
 Session open(const EvalArgs& a) {
@@ -73,8 +82,9 @@ void run_ae(const EvalArgs& a) {
   o.batch = a.batch;
   eval::AeReport r = eval::eval_ae(s, contexts, sources, o);
   if (a.json) {
-    nlohmann::json j = {{"task", "ae"},         {"model", a.model}, {"adapter", a.adapter},
-                        {"decoding", decoding(a.sampling)}, {"samples", nlohmann::json::array()}};
+    nlohmann::json j = report_head(a, "ae");
+    j["decoding"] = decoding(a.sampling);
+    j["samples"] = nlohmann::json::array();
     for (const auto& x : r.samples)
       j["samples"].push_back({{"source", x.source}, {"tokens", x.tokens}, {"slots", x.slots}, {"bleu4", x.bleu},
                               {"exact_prefix", x.exact_prefix}, {"token_accuracy", x.token_accuracy},
@@ -108,7 +118,8 @@ void run_lm(const EvalArgs& a) {
   eval::LmReport r = eval::eval_lm(s, texts, sources, o);
   auto ppl = [](double nll, int64_t n) { return n ? std::exp(nll / static_cast<double>(n)) : 0.0; };
   if (a.json) {
-    nlohmann::json j = {{"task", "lm"}, {"model", a.model}, {"adapter", a.adapter}, {"samples", nlohmann::json::array()}};
+    nlohmann::json j = report_head(a, "lm");
+    j["samples"] = nlohmann::json::array();
     for (const auto& x : r.samples)
       j["samples"].push_back({{"source", x.source}, {"context_tokens", x.context}, {"scored_tokens", x.scored},
                               {"ppl_slots", ppl(x.nll_slots, x.scored)}, {"ppl_full_context", ppl(x.nll_full, x.scored)},
@@ -146,8 +157,9 @@ void run_ft(const EvalArgs& a) {
   o.with_base = !a.no_base;
   o.batch = a.batch;
   eval::FtReport r = eval::eval_ft(s, items, o);
-  nlohmann::json doc = {{"task", "ft"},         {"model", a.model}, {"adapter", a.adapter},
-                        {"decoding", decoding(a.sampling)}, {"samples", nlohmann::json::array()}};
+  nlohmann::json doc = report_head(a, "ft");
+  doc["decoding"] = decoding(a.sampling);
+  doc["samples"] = nlohmann::json::array();
   std::ofstream jsonl;
   if (!a.out.empty()) {
     jsonl.open(a.out, std::ios::trunc);
