@@ -37,6 +37,7 @@ void save_adapter(const std::string& path, const Icae& icae, const AdapterInfo& 
        {{"pad", ids.pad}, {"mem_first", ids.mem_first}, {"mem_last", ids.mem_last}, {"ae", ids.ae},
         {"lm", ids.lm}, {"ft", ids.ft}}},
       {"projector", projector_name(icae.config().projector)},
+      {"slot_kind", slot_kind_name(icae.config().slot_kind)},
       {"chat_template", info.chat_template},
       {"notes", info.notes},
   };
@@ -73,6 +74,7 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
     config.lora.dropout = h.lora_dropout;
     config.lora.target_modules = h.target_modules;
     config.projector = parse_projector(h.projector);
+    config.slot_kind = parse_slot_kind(h.slot_kind);
     if (!out.info.base_fingerprint.empty() && !options.allow_fingerprint_mismatch) {
       const std::string have = base->fingerprint();
       ICAE_CHECK(have == out.info.base_fingerprint, ErrorKind::Mismatch,

@@ -48,6 +48,10 @@ std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64
     for (int64_t j = 0; j < k; ++j) row[r.length + j] = ids_.mem_first + j;
   }
   at::Tensor ids = at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), width});
+  // Each row's k memory positions in the flattened [rows, width] batch, in order.
+  std::vector<int64_t> gather;
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t j = 0; j < k; ++j) gather.push_back(static_cast<int64_t>(r) * width + rows[r].length + j);
   ForwardInput in;
   in.inputs_embeds = embed_mixed(ids);
   ForwardOptions opt;
@@ -56,16 +60,21 @@ std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64
   opt.generator = options.generator;
   opt.activation_checkpointing = options.activation_checkpointing;
   opt.compute_logits = false;
-  at::Tensor hidden = base_->forward(in, opt).hidden;  // [rows, width, H]
-
-  // Gather each row's k memory positions (one index_select), project them, then concatenate
-  // the segments of each context.
-  std::vector<int64_t> gather;
-  for (size_t r = 0; r < rows.size(); ++r)
-    for (int64_t j = 0; j < k; ++j) gather.push_back(static_cast<int64_t>(r) * width + rows[r].length + j);
-  at::Tensor slots = hidden.reshape({-1, hidden.size(-1)})
-                         .index_select(0, at::tensor(gather, at::kLong).to(hidden.device()));  // [rows k, H]
-  slots = projector_.apply(slots);
+  at::Tensor slots;
+  if (config_.slot_kind == SlotKind::KeyValue) {
+    // Every layer's keys and values at the memory positions: [rows k, layers, 2, Hkv, D].
+    KvCapture capture;
+    capture.index = at::tensor(gather, at::kLong);
+    opt.kv_capture = &capture;
+    base_->forward(in, opt);
+    slots = at::stack(capture.layers, 1);
+  } else {
+    at::Tensor hidden = base_->forward(in, opt).hidden;  // [rows, width, H]
+    slots = hidden.reshape({-1, hidden.size(-1)})
+                .index_select(0, at::tensor(gather, at::kLong).to(hidden.device()));  // [rows k, H]
+    slots = projector_.apply(slots);
+  }
+  // The segments of each context, concatenated.
   std::vector<at::Tensor> out;
   int64_t row = 0;
   for (size_t c = 0; c < contexts.size(); ++c) {

@@ -43,6 +43,8 @@ Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, uint64_t 
     : base_(std::move(base)), config_(std::move(config)) {
   ICAE_CHECK(base_ != nullptr, ErrorKind::Internal, "Icae needs a base model");
   ICAE_CHECK(config_.mem_size > 0, ErrorKind::BadInput, "mem_size must be positive");
+  ICAE_CHECK(config_.slot_kind == SlotKind::Embedding || config_.projector == ProjectorKind::None, ErrorKind::BadInput,
+             "key/value slots take no slot projector (it maps embeddings); use --projector none");
   const ModelConfig& mc = base_->config();
   ids_ = SpecialIds::make(mc.vocab_size, config_.mem_size);
   // Trainable tensors are kept in float32 when the model runs in bf16/f16: the optimizer
@@ -66,6 +68,8 @@ Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapt
     : base_(std::move(base)), config_(std::move(config)), lora_(std::move(lora)), projector_(std::move(projector)) {
   ICAE_CHECK(projector_.kind() == config_.projector, ErrorKind::Internal, "projector kind differs from the config");
   ICAE_CHECK(base_ != nullptr, ErrorKind::Internal, "Icae needs a base model");
+  ICAE_CHECK(config_.slot_kind == SlotKind::Embedding || config_.projector == ProjectorKind::None, ErrorKind::BadInput,
+             "key/value slots take no slot projector (it maps embeddings)");
   const ModelConfig& mc = base_->config();
   ids_ = SpecialIds::make(mc.vocab_size, config_.mem_size);
   ICAE_CHECK(memory_embed.dim() == 2 && memory_embed.size(0) == config_.mem_size + 3 &&

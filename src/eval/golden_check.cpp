@@ -60,6 +60,16 @@ GoldenReport check_golden(const std::string& dir, const GoldenCheckOptions& opti
     ICAE_CHECK(it != golden.end(), ErrorKind::BadInput, dir + "/golden.safetensors: no tensor '" + name + "'");
     return it->second;
   };
+  // What depends on the slot kind (slots, decoding, losses, gradients) comes from the kind's file;
+  // ids and the base model's logits from golden.safetensors.
+  TensorMap golden_for_slots;
+  auto w = [&](const std::string& name) -> at::Tensor {
+    if (golden_for_slots.empty()) return g(name);
+    auto it = golden_for_slots.find(name);
+    ICAE_CHECK(it != golden_for_slots.end(), ErrorKind::BadInput, options.kv_golden + ": no tensor '" + name + "'");
+    return it->second;
+  };
+  const std::string slots_name = options.slot_kind == SlotKind::KeyValue ? "kv_slots" : "memory_slots";
 
   AdapterLoadOptions aopts;
   try {
@@ -69,6 +79,16 @@ GoldenReport check_golden(const std::string& dir, const GoldenCheckOptions& opti
     fail(ErrorKind::BadInput, dir + "/meta.json: " + e.what());
   }
   LoadedAdapter loaded = load_adapter(dir + "/icae.safetensors", base, aopts);
+  const bool kv = options.slot_kind == SlotKind::KeyValue;
+  if (kv) {
+    // The same trained tensors, read as a key/value-slot ICAE.
+    ICAE_CHECK(!options.kv_golden.empty(), ErrorKind::Usage, "checking key/value slots needs their reference file");
+    IcaeConfig c = loaded.icae->config();
+    c.slot_kind = SlotKind::KeyValue;
+    Icae& e = *loaded.icae;
+    loaded.icae = std::make_unique<Icae>(base, c, e.lora(), e.memory_embed(), e.projector());
+    golden_for_slots = load_safetensors(options.kv_golden);
+  }
   Icae& icae = *loaded.icae;
   // The settings the file implies must be the ones meta.json states.
   {
@@ -104,27 +124,28 @@ GoldenReport check_golden(const std::string& dir, const GoldenCheckOptions& opti
     add("base_logits", max_relative_error(logits, g("base_logits")), tensor_tol);
     // 2. compression, multi-span and single-span
     slots = icae.compress(to_ids(g("context_ids")));
-    add("memory_slots", max_relative_error(slots, g("memory_slots")), tensor_tol);
-    add("memory_slots1", max_relative_error(icae.compress(to_ids(g("context1_ids"))), g("memory_slots1")), tensor_tol);
+    add(slots_name, max_relative_error(slots, w(slots_name)), tensor_tol);
+    add(slots_name + "1", max_relative_error(icae.compress(to_ids(g("context1_ids"))), w(slots_name + "1")), tensor_tol);
     // 3. reconstruction: [slots, AE] then greedy steps with the KV cache
     std::vector<int64_t> prefix(slots.size(0), icae.ids().mem_first);
     prefix.push_back(icae.ids().ae);
     GenerateOptions gopts;
-    gopts.max_new_tokens = g("ae_greedy_ids").numel();
+    gopts.max_new_tokens = w("ae_greedy_ids").numel();
     gopts.keep_logits = true;
-    GenerateResult r = generate(*base, icae.decoder_embeddings(prefix, slots), gopts);
-    const std::vector<int64_t> want = to_ids(g("ae_greedy_ids"));
+    GenerateResult r = generate(*base, icae.decoder_input({prefix}, {slots}, Padding::Right).input, gopts);
+    const std::vector<int64_t> want = to_ids(w("ae_greedy_ids"));
     if (exact) {
-      add("ae_step_logits", max_relative_error(at::stack(r.logits, 0), g("ae_step_logits")), tensor_tol);
+      add("ae_step_logits", max_relative_error(at::stack(r.logits, 0), w("ae_step_logits")), tensor_tol);
     } else {
       // In bf16 a near-tie can flip one greedy id and everything after it differs; compare the
       // step logits teacher-forced on the reference ids instead.
       std::vector<int64_t> forced = prefix;
       forced.insert(forced.end(), want.begin(), want.end() - 1);
-      ForwardInput fin;
-      fin.inputs_embeds = icae.decoder_embeddings(forced, slots).unsqueeze(0);
-      at::Tensor l = base->forward(fin).logits.squeeze(0).narrow(0, prefix.size() - 1, want.size());
-      add("ae_step_logits (teacher-forced)", max_relative_error(l, g("ae_step_logits")), decode_tol);
+      const DecoderInput fin = icae.decoder_input({forced}, {slots}, Padding::Right);
+      // The positions that predict the reference ids: the AE token's and the forced ids' (never a slot).
+      const int64_t first = fin.column[0][prefix.size() - 1];
+      at::Tensor l = base->forward(fin.input).logits.squeeze(0).narrow(0, first, want.size());
+      add("ae_step_logits (teacher-forced)", max_relative_error(l, w("ae_step_logits")), decode_tol);
     }
     int64_t mismatches = 0;
     for (size_t i = 0; i < want.size(); ++i) mismatches += (i >= r.ids.size() || r.ids[i] != want[i]);
@@ -140,12 +161,12 @@ GoldenReport check_golden(const std::string& dir, const GoldenCheckOptions& opti
     at::Tensor s = icae.compress(context);
     at::Tensor loss = icae.decoder_loss(to_ids(g(obj + "_prompt_answer_ids")), to_ids(g(obj + "_labels")), s);
     loss.backward();
-    add(obj + "_loss", max_relative_error(loss.reshape({1}), g(obj + "_loss")), loss_tol,
+    add(obj + "_loss", max_relative_error(loss.reshape({1}), w(obj + "_loss")), loss_tol,
         "loss " + std::to_string(loss.item<double>()));
     add(obj + "_grad_memory_token_embed",
-        max_relative_error(icae.memory_embed().grad(), g(obj + "_grad_memory_token_embed")), grad_tol);
+        max_relative_error(icae.memory_embed().grad(), w(obj + "_grad_memory_token_embed")), grad_tol);
     add(obj + "_grad_layer0_q_lora_A",
-        max_relative_error(icae.lora().pair(0, Proj::Q).A.grad(), g(obj + "_grad_layer0_q_lora_A")), grad_tol);
+        max_relative_error(icae.lora().pair(0, Proj::Q).A.grad(), w(obj + "_grad_layer0_q_lora_A")), grad_tol);
   }
   icae.set_trainable(false);
   return report;

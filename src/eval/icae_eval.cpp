@@ -44,16 +44,18 @@ TeacherForced teacher_forced(const Session& session, const Ids& ids, const at::T
   ICAE_CHECK(first_scored >= 1 && first_scored <= static_cast<int64_t>(ids.size()), ErrorKind::Internal,
              "teacher_forced: first scored position out of range");
   at::NoGradGuard no_grad;
-  at::Tensor embeds = session.has_adapter() ? session.icae().decoder_embeddings(ids, slots)
-                                            : session.base().embed(at::tensor(ids, at::kLong));
-  ForwardInput in;
-  in.inputs_embeds = embeds.unsqueeze(0);
+  const DecoderInput in = session.has_adapter()
+                              ? session.icae().decoder_input({ids}, {slots}, Padding::Right)
+                              : stack_embeddings({session.base().embed(at::tensor(ids, at::kLong))}, Padding::Right);
   const int64_t t = static_cast<int64_t>(ids.size()), n = t - first_scored;
   TeacherForced r;
   r.scored = n;
   if (n == 0) return r;
-  // Position i - 1 predicts ids[i].
-  at::Tensor logits = session.base().forward(in).logits.squeeze(0).narrow(0, first_scored - 1, n).to(at::kFloat);
+  // Position i - 1 predicts ids[i]; those positions are tokens (never a key/value slot), in a row.
+  const int64_t first = in.column[0][first_scored - 1];
+  ICAE_CHECK(first >= 0 && in.column[0][t - 2] == first + n - 1, ErrorKind::Internal,
+             "teacher_forced: a scored position follows a key/value slot");
+  at::Tensor logits = session.base().forward(in.input).logits.squeeze(0).narrow(0, first, n).to(at::kFloat);
   at::Tensor target = at::tensor(Ids(ids.begin() + first_scored, ids.end()), at::kLong).to(logits.device());
   at::Tensor logp = at::log_softmax(logits, -1).gather(1, target.unsqueeze(1)).squeeze(1);
   r.nll = -logp.sum().item<double>();

@@ -1,5 +1,6 @@
 #include "icae/formats/icae_metadata.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -117,16 +118,25 @@ SlotFileHeader read_slot_header(const SafetensorsFile& file, const std::string& 
     s.adapter_fingerprint = h.value("adapter_fingerprint", std::string());
     s.mem_size = int_at(h, "mem_size", malformed);
     s.context_tokens = int_or(h, "context_tokens", 0, malformed);
+    s.slot_kind = h.value("slot_kind", "embedding");
   } catch (const json::exception& e) {
     fail(ErrorKind::BadInput, malformed + e.what());
   }
+  ICAE_CHECK(s.slot_kind == "embedding" || s.slot_kind == "kv", ErrorKind::BadInput,
+             malformed + "unknown slot kind '" + s.slot_kind + "' (expected embedding or kv)");
   return s;
 }
 
 const TensorView& slot_tensor(const SafetensorsFile& file, const std::string& path, int64_t hidden) {
+  return slot_tensor(file, path, std::vector<int64_t>{hidden});
+}
+
+const TensorView& slot_tensor(const SafetensorsFile& file, const std::string& path,
+                              const std::vector<int64_t>& slot_shape) {
   const TensorView& v = file.at("slots");
-  ICAE_CHECK(v.shape.size() == 2 && v.shape[1] == hidden, ErrorKind::Mismatch,
-             path + ": slots have the wrong width for this model");
+  ICAE_CHECK(v.shape.size() == slot_shape.size() + 1 &&
+                 std::equal(slot_shape.begin(), slot_shape.end(), v.shape.begin() + 1),
+             ErrorKind::Mismatch, path + ": slots have the wrong shape for this model and adapter");
   return v;
 }
 
@@ -159,6 +169,7 @@ AdapterHeader parse_adapter_header(const std::string& text, const std::string& p
     a.lora_dropout = l.value("dropout", 0.0);
     a.target_modules = l.at("target_modules").get<std::vector<std::string>>();
     a.projector = header.value("projector", "none");
+    a.slot_kind = header.value("slot_kind", "embedding");
     if (header.contains("training")) a.training = header.at("training");
   } catch (const json::exception& e) {
     fail(ErrorKind::BadInput, malformed + e.what());
@@ -176,6 +187,10 @@ AdapterHeader parse_adapter_header(const std::string& text, const std::string& p
   for (const auto& t : a.target_modules) (void)parse_proj(t);
   ICAE_CHECK(a.projector == "none" || a.projector == "linear" || a.projector == "mlp", ErrorKind::BadInput,
              "unknown slot projector '" + a.projector + "' (expected none, linear or mlp)");
+  ICAE_CHECK(a.slot_kind == "embedding" || a.slot_kind == "kv", ErrorKind::BadInput,
+             malformed + "unknown slot kind '" + a.slot_kind + "' (expected embedding or kv)");
+  ICAE_CHECK(a.slot_kind == "embedding" || a.projector == "none", ErrorKind::BadInput,
+             malformed + "key/value slots take no slot projector, but the header names '" + a.projector + "'");
   return a;
 }
 

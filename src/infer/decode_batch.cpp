@@ -98,8 +98,8 @@ uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling
   r->stops = row.stop_ids.value_or(stops);
   r->on_token = std::move(on_token);
   r->out.stop_reason = "max_new_tokens";
-  at::Tensor embeds = session_.prefix_embeddings(row);
-  r->out.prefix_tokens = embeds.size(0);
+  const DecoderInput prefill = session_.decoder_input({row});
+  r->out.prefix_tokens = static_cast<int64_t>(row.prefix.size());
   const uint64_t handle = r->handle;
   if (r->budget == 0) {  // nothing to decode, as Session::run: no prefill either
     finished_.push_back({handle, std::move(r->out)});
@@ -108,19 +108,26 @@ uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling
   const Transformer& base = session_.base();
   KVCacheOptions co;
   co.batch = 1;
-  co.max_length = embeds.size(0) + r->budget;
+  co.max_length = prefill.cache_positions() + r->budget;
   co.device = base.device();
   co.dtype = base.dtype();
   r->cache = std::make_unique<KVCache>(base.config(), co);
-  embeds = embeds.to(base.dtype());
-  const int64_t head = slot_prefix_length(session_, row);
-  if (head > 0) fill_prefix(embeds.narrow(0, 0, head), *r->cache);
   ForwardOptions fo;
   fo.cache = r->cache.get();
   fo.last_position_only = true;
-  ForwardInput in;
-  in.inputs_embeds = embeds.narrow(0, head, embeds.size(0) - head).unsqueeze(0);  // [1, T - head, H]
-  at::Tensor logits = base.forward(in, fo).logits.view({1, -1});
+  at::Tensor logits;
+  if (prefill.input.kv_prefix.defined()) {
+    // Key/value slots are already the keys and values a cached prefix would hold: their prefill
+    // is a rotation, nothing worth reusing.
+    logits = base.forward(prefill.input, fo).logits.view({1, -1});
+  } else {
+    const at::Tensor embeds = prefill.input.inputs_embeds.squeeze(0).to(base.dtype());  // [T, H]
+    const int64_t head = slot_prefix_length(session_, row);
+    if (head > 0) fill_prefix(embeds.narrow(0, 0, head), *r->cache);
+    ForwardInput in;
+    in.inputs_embeds = embeds.narrow(0, head, embeds.size(0) - head).unsqueeze(0);  // [1, T - head, H]
+    logits = base.forward(in, fo).logits.view({1, -1});
+  }
   advance(*r, logits[0]);
   rows_.push_back(std::move(r));
   retire_done();

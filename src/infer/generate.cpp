@@ -106,6 +106,14 @@ int64_t Sampler::sample(const at::Tensor& logits_in) {
 GenerateResult generate(const Transformer& model, const at::Tensor& prefix_embeds, const GenerateOptions& options) {
   ICAE_CHECK(prefix_embeds.dim() == 2 && prefix_embeds.size(0) > 0, ErrorKind::Usage,
              "generate needs a non-empty prefix [T, H]");
+  ForwardInput in;
+  in.inputs_embeds = prefix_embeds.unsqueeze(0);
+  return generate(model, in, options);
+}
+
+GenerateResult generate(const Transformer& model, const ForwardInput& in, const GenerateOptions& options) {
+  ICAE_CHECK(in.inputs_embeds.defined() && in.inputs_embeds.size(0) == 1, ErrorKind::Usage,
+             "generate needs a one-row prefix of embeddings");
   ICAE_CHECK(options.max_new_tokens >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
   GenerateResult result;
   result.stop_reason = "max_new_tokens";
@@ -113,7 +121,8 @@ GenerateResult generate(const Transformer& model, const at::Tensor& prefix_embed
   at::NoGradGuard no_grad;
   KVCacheOptions copts;
   copts.batch = 1;
-  copts.max_length = prefix_embeds.size(0) + options.max_new_tokens;
+  copts.max_length = in.inputs_embeds.size(1) + (in.kv_prefix.defined() ? in.kv_prefix.size(1) : 0) +
+                     options.max_new_tokens;
   copts.device = model.device();
   copts.dtype = model.dtype();
   KVCache cache(model.config(), copts);
@@ -122,8 +131,6 @@ GenerateResult generate(const Transformer& model, const at::Tensor& prefix_embed
   fopt.cache = &cache;
   fopt.last_position_only = true;
 
-  ForwardInput in;
-  in.inputs_embeds = prefix_embeds.unsqueeze(0);
   at::Tensor logits = model.forward(in, fopt).logits.view({-1});
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     if (options.keep_logits) result.logits.push_back(logits.to(at::kCPU).to(at::kFloat));

@@ -75,12 +75,14 @@ FtTemplate Session::ft_template() const {
 }
 
 DecodeRow Session::reconstruct_row(const at::Tensor& slots) const {
-  ICAE_CHECK(slots.defined() && slots.dim() == 2, ErrorKind::Usage, "reconstruct needs slots [n, H]");
+  ICAE_CHECK(slots.defined() && slots.numel() > 0, ErrorKind::Usage, "reconstruct needs memory slots");
+  slot_kind_of(slots);
   return {ae_prefix(icae(), slots.size(0)), slots, {}, {}};
 }
 
 DecodeRow Session::answer_row(const at::Tensor& slots, const std::vector<int64_t>& prompt) const {
-  ICAE_CHECK(slots.defined() && slots.dim() == 2, ErrorKind::Usage, "answer needs slots [n, H]");
+  ICAE_CHECK(slots.defined() && slots.numel() > 0, ErrorKind::Usage, "answer needs memory slots");
+  slot_kind_of(slots);
   return {ft_prefix(icae(), ft_template(), slots.size(0), prompt), slots, {}, {}};
 }
 
@@ -125,6 +127,26 @@ at::Tensor Session::prefix_embeddings(const DecodeRow& row) const {
   return base().embed(at::tensor(row.prefix, at::kLong));
 }
 
+DecoderInput Session::decoder_input(const std::vector<DecodeRow>& rows) const {
+  for (const auto& row : rows) {
+    ICAE_CHECK(!row.prefix.empty(), ErrorKind::Usage, "a decode row needs a non-empty prefix");
+    ICAE_CHECK(adapter_ || !row.slots.defined() || row.slots.size(0) == 0, ErrorKind::Usage,
+               "a row with slots needs a session with an ICAE adapter");
+  }
+  if (adapter_) {
+    std::vector<std::vector<int64_t>> ids;
+    std::vector<at::Tensor> slots;
+    for (const auto& row : rows) {
+      ids.push_back(row.prefix);
+      slots.push_back(row.slots);
+    }
+    return adapter_->icae->decoder_input(ids, slots, Padding::Left);
+  }
+  std::vector<at::Tensor> embeds;
+  for (const auto& row : rows) embeds.push_back(base().embed(at::tensor(row.prefix, at::kLong)));
+  return stack_embeddings(embeds, Padding::Left);
+}
+
 KVCache& Session::cache_for(int64_t batch, int64_t length) {
   // Reused while it fits: a server answering many prompts of similar size allocates once.
   if (!cache_ || cache_->batch() != batch || cache_->capacity() < length) {
@@ -164,57 +186,36 @@ std::vector<Completion> Session::run(const std::vector<DecodeRow>& rows, const R
   std::vector<int64_t> model_stops = options_.use_model_stop_ids ? model_->stop_ids : std::vector<int64_t>{};
   model_stops.insert(model_stops.end(), options_.stop_ids.begin(), options_.stop_ids.end());
 
-  // Per-row state: prefix length, budget, stops, sampler.
-  std::vector<at::Tensor> embeds;
-  std::vector<int64_t> lengths, budgets;
+  // Per-row state: budget, stops, sampler.
+  std::vector<int64_t> budgets;
   std::vector<std::vector<int64_t>> stops;
   std::vector<Sampler> samplers;
   std::vector<Completion> out(rows.size());
-  int64_t width = 0, max_budget = 0;
+  int64_t max_budget = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
-    embeds.push_back(prefix_embeddings(rows[i]));
-    lengths.push_back(embeds.back().size(0));
     budgets.push_back(rows[i].max_new_tokens.value_or(options_.max_new_tokens));
     ICAE_CHECK(budgets.back() >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
     stops.push_back(rows[i].stop_ids.value_or(model_stops));
     samplers.emplace_back(options_.sampling);  // each row seeded alike: as if decoded alone
-    out[i].prefix_tokens = lengths.back();
+    out[i].prefix_tokens = static_cast<int64_t>(rows[i].prefix.size());
     out[i].stop_reason = "max_new_tokens";
-    width = std::max(width, lengths.back());
     max_budget = std::max(max_budget, budgets.back());
   }
   if (max_budget == 0) return out;
 
   // Left padding: every row's last prefix token sits in the same column, so one step decodes
-  // all rows. Pads are masked out and positions count from each row's first real token, so a
-  // row sees exactly what it would see alone.
+  // all rows. Pads are masked out and positions are each row's own, so a row sees exactly what
+  // it would see alone (key/value slots: decoder_input places them at their positions).
+  const DecoderInput prefill = decoder_input(rows);
+  const std::vector<int64_t>& lengths = prefill.length;
   const at::Device dev = base().device();
-  const bool padded = std::any_of(lengths.begin(), lengths.end(), [&](int64_t l) { return l != width; });
-  std::vector<at::Tensor> padded_rows;
-  std::vector<int64_t> mask_flat(b * width, 1), pos_flat(b * width, 0);
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t pad = width - lengths[i];
-    at::Tensor e = embeds[i].to(base().dtype());
-    if (pad > 0) e = at::cat({at::zeros({pad, e.size(1)}, e.options()), e}, 0);
-    padded_rows.push_back(e);
-    for (int64_t j = 0; j < width; ++j) {
-      mask_flat[i * width + j] = j >= pad;
-      pos_flat[i * width + j] = std::max<int64_t>(0, j - pad);
-    }
-  }
-  KVCache& cache = cache_for(b, width + max_budget);
+  const bool padded = prefill.input.attention_mask.defined();
+  KVCache& cache = cache_for(b, prefill.cache_positions() + max_budget);
   ForwardOptions fopt;
   fopt.cache = &cache;
   fopt.last_position_only = true;
-  ForwardInput in;
-  in.inputs_embeds = at::stack(padded_rows, 0);
-  at::Tensor mask;
-  if (padded) {
-    mask = at::tensor(mask_flat, at::kLong).view({b, width}).to(dev);
-    in.attention_mask = mask;
-    in.position_ids = at::tensor(pos_flat, at::kLong).view({b, width}).to(dev);
-  }
-  at::Tensor logits = base().forward(in, fopt).logits.view({b, -1});  // [B, V]
+  at::Tensor mask = prefill.input.attention_mask;
+  at::Tensor logits = base().forward(prefill.input, fopt).logits.view({b, -1});  // [B, V]
 
   std::vector<bool> done(rows.size(), false);
   std::vector<int64_t> next(rows.size(), 0);

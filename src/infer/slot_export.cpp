@@ -76,6 +76,11 @@ std::string export_prefix(const std::string& path, SlotFormat format, const Icae
                           const PrefixExport& what) {
   ICAE_CHECK(format != SlotFormat::Safetensors, ErrorKind::Usage,
              "export_prefix writes vllm or llamacpp files; slot files are save_slots()'");
+  ICAE_CHECK(icae.config().slot_kind == SlotKind::Embedding, ErrorKind::Unsupported,
+             std::string("--format ") + (format == SlotFormat::Vllm ? "vllm" : "llamacpp") +
+                 " carries input embeddings (prompt_embeds / llama_batch.embd), but this adapter's slots are keys "
+                 "and values for every layer, which those engines cannot take as input; keep them as an icae slot "
+                 "file (--format safetensors) and decode with icae");
   at::NoGradGuard no_grad;
   at::Tensor rows = icae.decoder_embeddings(what.prefix, slots).to(icae.base().dtype());  // [T, H]
   const int64_t t = rows.size(0), h = rows.size(1);

@@ -23,7 +23,8 @@ void save_slots(const std::string& path, const Icae& icae, const at::Tensor& slo
                       {"mem_size", icae.config().mem_size},
                       {"compression_rate", icae.config().compression_rate},
                       {"hidden_size", icae.base().config().hidden_size},
-                      {"context_tokens", context_tokens}};
+                      {"context_tokens", context_tokens},
+                      {"slot_kind", slot_kind_name(icae.config().slot_kind)}};
   save_safetensors(path, {{"slots", slots.detach().to(at::kFloat)}}, {{"icae_slots", h.dump()}});
 }
 
@@ -50,9 +51,17 @@ SlotFile load_slots(const std::string& path, const Icae& icae) {
   ICAE_CHECK(s.mem_size == icae.config().mem_size, ErrorKind::Mismatch,
              path + ": slots of an adapter with k = " + std::to_string(s.mem_size) + ", this one has k = " +
                  std::to_string(icae.config().mem_size));
+  const std::string kind = slot_kind_name(icae.config().slot_kind);
+  ICAE_CHECK(h.slot_kind == kind, ErrorKind::Mismatch,
+             path + ": these are " + h.slot_kind + " slots, this adapter reads " + kind + " slots");
+  const ModelConfig& mc = icae.base().config();
+  const std::vector<int64_t> slot_shape =
+      icae.config().slot_kind == SlotKind::KeyValue
+          ? std::vector<int64_t>{mc.num_hidden_layers, 2, mc.num_key_value_heads, mc.head_dim}
+          : std::vector<int64_t>{mc.hidden_size};
   TensorLoadOptions o;
   o.device = icae.base().device();
-  s.slots = to_tensor(formats::slot_tensor(file, path, icae.base().config().hidden_size), o).to(icae.base().dtype());
+  s.slots = to_tensor(formats::slot_tensor(file, path, slot_shape), o).to(icae.base().dtype());
   return s;
 }
 

@@ -196,7 +196,7 @@ bool Transformer::quant_decode_ready(at::ScalarType cache_type) const {
 
 bool Transformer::uses_fast_decode(const ForwardInput& in, const ForwardOptions& opt) const {
   if (opt.lora || !opt.cache || opt.training) return false;
-  if (in.attention_mask.defined() || in.position_ids.defined()) return false;
+  if (in.attention_mask.defined() || in.position_ids.defined() || in.kv_prefix.defined() || opt.kv_capture) return false;
   if (opt.cache->batch() != 1 || !quant_decode_ready(opt.cache->key_buffer(0).scalar_type())) return false;
   const at::Tensor& x = in.input_ids.defined() ? in.input_ids : in.inputs_embeds;
   return x.size(0) == 1 && x.size(1) == 1 && x.device().is_cpu();

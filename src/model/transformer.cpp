@@ -83,6 +83,25 @@ AttentionMask build_mask(const at::Tensor& attention_mask, int64_t past, int64_t
   return m;
 }
 
+// The mask of a block whose keys are slots [P] then tokens [T], ordered by position rather than
+// by index: a query sees a key at or before its own position. valid [B, P + T] (optional) marks
+// real keys; a query that sees nothing (padding) sees itself, so the softmax stays finite.
+at::Tensor position_mask(const at::Tensor& slot_pos, const at::Tensor& pos, const at::Tensor& valid) {
+  const int64_t b = pos.size(0), t = pos.size(1), p = slot_pos.size(1);
+  at::Tensor kpos = at::cat({slot_pos.expand({b, p}), pos}, 1);                 // [B, P + T]
+  at::Tensor mask = kpos.unsqueeze(1) <= pos.unsqueeze(2);                       // [B, T, P + T]
+  if (valid.defined()) {
+    ICAE_CHECK(valid.dim() == 2 && valid.size(1) == p + t, ErrorKind::Usage,
+               "attention_mask must be [B, slots + T] = [B, " + std::to_string(p + t) + "] with key/value slots, got " +
+                   shape_str(valid.sizes()));
+    mask = mask & valid.to(pos.device()).to(at::kBool).unsqueeze(1);
+    at::Tensor self = at::zeros({t, p + t}, mask.options());
+    self.narrow(1, p, t).fill_diagonal_(true);
+    mask = mask | (self.unsqueeze(0) & mask.logical_not().all(-1, true));
+  }
+  return mask.unsqueeze(1);  // [B, 1, T, P + T]
+}
+
 }  // namespace
 
 Transformer::Transformer(ModelConfig config, TensorMap weights, const ModelLoadOptions& options)
@@ -252,6 +271,10 @@ struct LayerCall {
   const std::vector<KVCache*>* row_caches = nullptr;
   bool training = false;
   at::Generator* generator = nullptr;
+  // Key/value slots before the tokens ([B, P, layers, 2, Hkv, D], keys unrotated) and the
+  // rotation at their positions; see ForwardInput::kv_prefix.
+  at::Tensor kv_prefix, prefix_cos, prefix_sin;
+  KvCapture* kv_capture = nullptr;
 };
 
 namespace {
@@ -348,6 +371,20 @@ at::Tensor Transformer::layer_forward(int64_t l, at::Tensor x, const LayerCall& 
   at::Tensor q = q_k[0];                                           // [B, Hq, T, D]
   at::Tensor k = q_k[1];                                           // [B, Hkv, T, D]
   at::Tensor v = qk_v[1].view({b, t, hkv, d}).transpose(1, 2);
+  if (c.kv_capture) {
+    // Key/value slots: the keys before RoPE (the decoder rotates them where it places them).
+    const at::Tensor& keep = c.kv_capture->index;
+    at::Tensor key = qk_v[0].narrow(-1, hq * d, hkv * d).reshape({b * t, hkv * d}).index_select(0, keep);
+    at::Tensor value = qk_v[1].reshape({b * t, hkv * d}).index_select(0, keep);
+    c.kv_capture->layers.push_back(at::stack({key.view({-1, hkv, d}), value.view({-1, hkv, d})}, 1));  // [N, 2, Hkv, D]
+    if (l + 1 == config_.num_hidden_layers) return x;  // nothing after this reaches a slot
+  }
+  if (c.kv_prefix.defined()) {
+    at::Tensor slot = c.kv_prefix.select(2, l);  // [B, P, 2, Hkv, D]
+    at::Tensor sk = rope::apply(slot.select(2, 0).transpose(1, 2), c.prefix_cos, c.prefix_sin);
+    k = at::cat({sk, k}, 2);                                      // [B, Hkv, P + T, D]
+    v = at::cat({slot.select(2, 1).transpose(1, 2), v}, 2);
+  }
   if (c.cache) std::tie(k, v) = c.cache->append(l, k, v);         // [B, Hkv, past + T, D]
   at::Tensor attn;
   if (c.row_caches) {
@@ -411,9 +448,35 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
              "a merged LoRA adapter cannot be trained: unmerge() it first");
   LayerCall call;
   std::tie(call.cos, call.sin) = rope::cos_sin(inv_freq_, positions, options_.dtype);
-  const AttentionMask mask = build_mask(input.attention_mask, past, t, options_.device);
-  call.mask = mask.mask;
-  call.is_causal = mask.is_causal;
+  int64_t slots = 0;  // key/value slots ahead of the tokens
+  if (input.kv_prefix.defined()) {
+    const at::Tensor& kvp = input.kv_prefix;
+    ICAE_CHECK(kvp.dim() == 6 && kvp.size(0) == b && kvp.size(2) == config_.num_hidden_layers && kvp.size(3) == 2 &&
+                   kvp.size(4) == config_.num_key_value_heads && kvp.size(5) == config_.head_dim,
+               ErrorKind::Usage,
+               "kv_prefix must be [B, P, layers, 2, kv_heads, head_dim] = [" + std::to_string(b) + ", P, " +
+                   std::to_string(config_.num_hidden_layers) + ", 2, " + std::to_string(config_.num_key_value_heads) +
+                   ", " + std::to_string(config_.head_dim) + "], got " + shape_str(kvp.sizes()));
+    ICAE_CHECK(input.position_ids.defined() && past == 0 && input.kv_prefix_positions.defined() &&
+                   input.kv_prefix_positions.size(-1) == kvp.size(1),
+               ErrorKind::Usage, "key/value slots need position_ids, kv_prefix_positions [B, P] and an empty cache");
+    slots = kvp.size(1);
+    call.kv_prefix = kvp.to(options_.device, options_.dtype);
+    at::Tensor slot_pos = input.kv_prefix_positions.to(options_.device).to(at::kLong).expand({b, slots});
+    std::tie(call.prefix_cos, call.prefix_sin) = rope::cos_sin(inv_freq_, slot_pos, options_.dtype);
+    call.mask = position_mask(slot_pos, positions, input.attention_mask);
+  } else {
+    const AttentionMask mask = build_mask(input.attention_mask, past, t, options_.device);
+    call.mask = mask.mask;
+    call.is_causal = mask.is_causal;
+  }
+  call.kv_capture = opt.kv_capture;
+  if (opt.kv_capture) {
+    ICAE_CHECK(!opt.cache && opt.kv_capture->index.defined(), ErrorKind::Usage,
+               "a key/value capture needs positions to keep and no cache");
+    opt.kv_capture->layers.clear();
+    opt.kv_capture->index = opt.kv_capture->index.to(options_.device);
+  }
   // A merged adapter lives in its own copies of the touched weights: no per-call deltas.
   call.merged = lora && lora->merged();
   call.merged_lora = call.merged ? lora : nullptr;
@@ -422,7 +485,8 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
   call.training = opt.training;
   call.generator = opt.generator;
 
-  const bool checkpoint = opt.activation_checkpointing && at::GradMode::is_enabled() && !opt.cache;
+  // A capture keeps tensors from inside the layers, which a recomputing layer would not keep.
+  const bool checkpoint = opt.activation_checkpointing && at::GradMode::is_enabled() && !opt.cache && !opt.kv_capture;
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     if (!checkpoint) {
       x = layer_forward(l, x, call);
@@ -438,9 +502,10 @@ ForwardOutput Transformer::forward(const ForwardInput& input, const ForwardOptio
     x = checkpointed_layer(x, params, call.generator, options_.device,
                            [this, l, call](const at::Tensor& in) { return layer_forward(l, in, call); });
   }
-  if (opt.cache) opt.cache->advance(t);
+  if (opt.cache) opt.cache->advance(slots + t);
 
   ForwardOutput out;
+  if (opt.kv_capture) return out;
   out.hidden = rms_norm(x, norm_, config_.rms_norm_eps);
   if (opt.compute_logits) {
     if (opt.last_position_only) {

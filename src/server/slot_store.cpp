@@ -98,7 +98,8 @@ std::optional<StoredSlots> SlotStore::get(const std::string& key) {
 
 void SlotStore::put(const std::string& key, const at::Tensor& slots, int64_t context_tokens) {
   ICAE_CHECK(is_key(key), ErrorKind::Internal, "slot store: '" + key + "' is not a slot key");
-  ICAE_CHECK(slots.defined() && slots.dim() == 2, ErrorKind::Internal, "slot store: slots must be [n, H]");
+  ICAE_CHECK(slots.defined() && (slots.dim() == 2 || slots.dim() == 5), ErrorKind::Internal,
+             "slot store: slots must be [n, H] or [n, layers, 2, kv_heads, head_dim]");
   StoredSlots v{slots.detach(), context_tokens};
   if (!options_.dir.empty()) {
     const std::string path = path_for(key);

@@ -152,6 +152,7 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
     options_.lora_alpha = icae_->config().lora.alpha;
     options_.targets = icae_->config().lora.target_modules;
     options_.projector = projector_name(icae_->config().projector);
+    options_.slot_kind = slot_kind_name(icae_->config().slot_kind);
   } else {
     IcaeConfig c;
     c.mem_size = options_.mem_size;
@@ -161,6 +162,7 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
     c.lora.dropout = options_.lora_dropout;
     c.lora.target_modules = options_.targets;
     c.projector = parse_projector(options_.projector);
+    c.slot_kind = parse_slot_kind(options_.slot_kind);
     icae_ = std::make_unique<Icae>(text_.model, c, options_.seed);
   }
 
@@ -368,7 +370,7 @@ EvalResult Trainer::evaluate() {
         GenerateOptions g;
         g.max_new_tokens = static_cast<int64_t>(ctx.size()) + 1;
         g.stop_ids = {eos};
-        auto out = generate(icae_->base(), icae_->decoder_embeddings(ae_prefix(*icae_, slots.size(0)), slots), g);
+        auto out = generate(icae_->base(), icae_->decoder_input({ae_prefix(*icae_, slots.size(0))}, {slots}, Padding::Right).input, g);
         hyps.push_back(strip_stop(out.ids, eos));
         refs.push_back(ctx);
         bleu += eval::bleu4(hyps.back(), ctx);

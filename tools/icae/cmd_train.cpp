@@ -15,6 +15,7 @@ struct TrainArgs {
   TrainOptions o;
   std::string resume;
   int64_t steps_override = 0;
+  CLI::Option* projector = nullptr;  // to tell a default from a choice
 };
 
 void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
@@ -62,10 +63,18 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
   c->add_option("--max-context", o.max_context, "Context tokens per sample (longer texts are cut; multi-span beyond k * rate)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  c->add_option("--projector", o.projector,
-                "Slot projector between encoder and decoder: none (the original), linear, mlp (see README)")
+  a.projector = c->add_option("--projector", o.projector,
+                "Slot projector between encoder and decoder: none (the original), linear, mlp (see README);\n"
+                "embedding slots only (with --slot-kind kv the default becomes none)")
       ->check(CLI::IsMember({"none", "linear", "mlp"}))
       ->capture_default_str();
+  if (!finetune)
+    c->add_option("--slot-kind", o.slot_kind,
+                  "What a memory slot is: embedding (ICAE's: the encoder's last hidden state, read as an input\n"
+                  "embedding) or kv (500xCompressor's: the encoder's key and value in every layer, read from the\n"
+                  "decoder's cache; learns far faster on small models, see docs/training.md)")
+        ->check(CLI::IsMember({"embedding", "kv"}))
+        ->capture_default_str();
   c->add_option("--lora-r", o.lora_r, "LoRA rank")->check(CLI::PositiveNumber)->capture_default_str();
   c->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale = alpha / r)")->capture_default_str();
   c->add_option("--lora-dropout", o.lora_dropout, "LoRA dropout (training only)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
@@ -126,6 +135,8 @@ int run_training(TrainArgs& a, const char* mode) {
                a.resume + " is a " + t->options().mode + " run: resume it with icae " + t->options().mode);
   } else {
     a.o.mode = mode;
+    // The projector maps embeddings: key/value slots have none unless one is asked for (refused).
+    if (a.o.slot_kind == "kv" && a.projector->count() == 0) a.o.projector = "none";
     t = train::Trainer::start(a.o);
   }
   const int code = t->run();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "icae/core/projector.h"
+#include "icae/core/slot_kind.h"
 #include "icae/model/lora.h"
 #include "icae/model/transformer.h"
 
@@ -32,6 +33,7 @@ struct IcaeConfig {
   double compression_rate = 4.0;   // mean tokens per slot; segments of at most k * rate tokens
   LoraConfig lora;
   ProjectorKind projector = ProjectorKind::None;  // slots -> decoder inputs (see projector.h)
+  SlotKind slot_kind = SlotKind::Embedding;        // what a slot is (slot_kind.h); kv: no projector
 };
 
 struct CompressOptions {
@@ -40,6 +42,29 @@ struct CompressOptions {
   double rate = 0;                    // tokens per slot for this call; 0: the config's rate
   bool activation_checkpointing = false;
 };
+
+// Which end of a batch's shorter rows takes the padding: the right for losses (the rows start
+// together), the left for generation (the rows' last prefix tokens share a column).
+enum class Padding { Right, Left };
+
+// A batch of decoder sequences (ids with slot placeholders) as one forward's input. Embedding
+// slots take their placeholders' places among the input embeddings; key/value slots become the
+// forward's kv_prefix at their placeholders' positions, and only the other ids run through the
+// model. column[i][t] is where position t of row i sits in the forward's [B, width] output (-1:
+// a key/value slot, which has no output). length[i] is row i's number of positions (slots
+// included): where its next token goes.
+struct DecoderInput {
+  ForwardInput input;
+  std::vector<std::vector<int64_t>> column;
+  std::vector<int64_t> length;
+  int64_t width = 0;
+  int64_t cache_positions() const;  // positions a KV cache holds after this prefill (slots + width)
+};
+
+// Rows of input embeddings [T_i, H] as one batch: right padding with zeros (nothing real sees a
+// pad under causal attention), or left padding with the pads masked and positions counted from
+// each row's first real token.
+DecoderInput stack_embeddings(const std::vector<at::Tensor>& rows, Padding padding);
 
 // Per-row sums of the decoder's token losses (for AE / LM / FT losses of one mixed batch).
 struct RowLosses {
@@ -91,7 +116,8 @@ class Icae {
   }
 
   // --- Encoder (adapter on) ---
-  // Memory slots [n k, H] of one context (token ids of the base vocab), segments in order.
+  // Memory slots of one context (token ids of the base vocab), segments in order: [n k, H]
+  // (embedding slots) or [n k, layers, 2, kv_heads, head_dim] (key/value slots; slot_kind.h).
   at::Tensor compress(const std::vector<int64_t>& context, bool training = false) const;
   // Several contexts at once: all their segments run as one right-padded batch. Equal to
   // compressing each alone (up to float rounding).
@@ -116,6 +142,11 @@ class Icae {
   RowLosses decoder_row_losses(const std::vector<std::vector<int64_t>>& ids,
                                const std::vector<std::vector<int64_t>>& labels,
                                const std::vector<at::Tensor>& slots, bool activation_checkpointing = false) const;
+
+  // Any batch of decoder sequences with either kind of slots, as one forward's input (see
+  // DecoderInput). slots[i] may be undefined or empty for rows without placeholders.
+  DecoderInput decoder_input(const std::vector<std::vector<int64_t>>& ids, const std::vector<at::Tensor>& slots,
+                             Padding padding) const;
 
   // Embeddings of ids that may include memory/special ids (encoder input).
   at::Tensor embed_mixed(const at::Tensor& ids) const;

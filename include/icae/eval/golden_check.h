@@ -5,6 +5,8 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "icae/core/slot_kind.h"
+
 #include <string>
 #include <vector>
 
@@ -13,6 +15,11 @@ namespace icae {
 struct GoldenCheckOptions {
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;
+  // Key/value slots: the same adapter read as a key/value-slot ICAE, checked against a second
+  // file of reference tensors (tests/reference/kv_slots_golden.py writes them): kv_slots,
+  // kv_slots1, ae_step_logits, ae_greedy_ids, the losses and gradients under the same names.
+  SlotKind slot_kind = SlotKind::Embedding;
+  std::string kv_golden;  // that file (required for key/value slots)
 };
 
 struct GoldenItem {

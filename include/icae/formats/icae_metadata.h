@@ -25,6 +25,7 @@ struct SlotFileHeader {
   std::string adapter_fingerprint;  // version >= 2
   int64_t mem_size = 0;
   int64_t context_tokens = 0;
+  std::string slot_kind = "embedding";  // embedding | kv (absent before kv slots: embedding)
 };
 
 // The "icae_slots" metadata. Throws BadInput "<path>: not an icae slot file (no icae_slots
@@ -33,6 +34,10 @@ SlotFileHeader read_slot_header(const SafetensorsFile& file, const std::string& 
 // The "slots" tensor, checked to be [n, hidden] (Mismatch "<path>: slots have the wrong width for
 // this model"; "<path>: no tensor named 'slots'" when absent).
 const TensorView& slot_tensor(const SafetensorsFile& file, const std::string& path, int64_t hidden);
+// The same for slots of any kind: each slot of shape `slot_shape` ([hidden] for embedding slots,
+// [layers, 2, kv_heads, head_dim] for key/value slots).
+const TensorView& slot_tensor(const SafetensorsFile& file, const std::string& path,
+                              const std::vector<int64_t>& slot_shape);
 
 // ---- adapters (icae train --out, or the released ICAE v2 checkpoints)
 
@@ -52,6 +57,7 @@ struct AdapterHeader {
   double lora_alpha = 0, lora_dropout = 0;
   std::vector<std::string> target_modules;  // each a known projection name
   std::string projector = "none";           // none | linear | mlp
+  std::string slot_kind = "embedding";      // embedding | kv (absent in files older than kv slots)
   nlohmann::json training;                  // null when absent
 };
 

@@ -12,6 +12,7 @@
 namespace icae {
 
 class Transformer;
+struct ForwardInput;
 
 struct SamplingOptions {
   double temperature = 0.0;  // 0: greedy (argmax)
@@ -66,6 +67,9 @@ class Sampler {
 
 GenerateResult generate(const Transformer& model, const at::Tensor& prefix_embeds /* [T, H] */,
                         const GenerateOptions& options);
+// From any one-row prefill input (an ICAE decoder prefix with either kind of slots:
+// Icae::decoder_input). The cache holds the prefill's positions, slots included.
+GenerateResult generate(const Transformer& model, const ForwardInput& prefill, const GenerateOptions& options);
 GenerateResult generate_from_ids(const Transformer& model, const std::vector<int64_t>& prompt_ids,
                                  const GenerateOptions& options);
 

@@ -115,7 +115,10 @@ class Session {
   void release_cache();
 
  // The decoder input of a row: its prefix's embeddings with the slots in place [T, H].
+  // (Embedding slots only: key/value slots have no input embeddings.)
   at::Tensor prefix_embeddings(const DecodeRow& row) const;
+  // The rows' prefixes as one left-padded prefill (either kind of slots; Icae::decoder_input).
+  DecoderInput decoder_input(const std::vector<DecodeRow>& rows) const;
 
  private:
   KVCache& cache_for(int64_t batch, int64_t length);

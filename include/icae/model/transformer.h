@@ -55,6 +55,21 @@ struct ForwardInput {
   at::Tensor inputs_embeds;   // [B, T, H] (ICAE feeds memory slots this way)
   at::Tensor attention_mask;  // optional [B, past + T], 1 = real token, 0 = padding
   at::Tensor position_ids;    // optional [B, T]; default past + 0..T-1
+  // Key/value memory slots seen before the tokens (icae/core/slot_kind.h): [B, P, layers, 2,
+  // Hkv, D], keys before RoPE, rotated here at kv_prefix_positions [B, P]. Needs position_ids
+  // and an empty cache (the cache then holds P + T positions, slots first). Attention follows
+  // positions, not order: a query sees the keys at or before its own position, so slots may sit
+  // between tokens (a template before them). attention_mask, when given, is [B, P + T].
+  at::Tensor kv_prefix;
+  at::Tensor kv_prefix_positions;
+};
+
+// The encoder of key/value slots: collects every layer's keys (before RoPE) and values at the
+// flat positions `index` (into [B * T]) as layers[l] = [N, 2, Hkv, D]. The forward stops after
+// the last layer's keys and values: nothing after them can reach a slot.
+struct KvCapture {
+  at::Tensor index;               // int64 [N]
+  std::vector<at::Tensor> layers; // filled by forward()
 };
 
 struct ForwardOptions {
@@ -65,10 +80,11 @@ struct ForwardOptions {
   bool activation_checkpointing = false;  // training: keep only layer inputs, recompute in backward
   bool compute_logits = true;         // false: hidden states only (ICAE encoder)
   bool last_position_only = false;    // logits of the last position only (generation)
+  KvCapture* kv_capture = nullptr;    // key/value slots: see KvCapture (no activation checkpointing)
 };
 
 struct ForwardOutput {
-  at::Tensor hidden;  // [B, T, H] after the final norm
+  at::Tensor hidden;  // [B, T, H] after the final norm (undefined with a KvCapture)
   at::Tensor logits;  // [B, T, V] (or [B, 1, V]); undefined when not asked for
 };
 

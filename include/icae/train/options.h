@@ -22,7 +22,8 @@ struct TrainOptions {
   int64_t mem_size = 128;               // k
   double rate = 4.0;                    // tokens per slot
   int64_t max_context = 512;
-  std::string projector = "linear";     // none | linear | mlp
+  std::string projector = "linear";     // none | linear | mlp (embedding slots only)
+  std::string slot_kind = "embedding";  // embedding | kv (icae/core/slot_kind.h)
   int64_t lora_r = 128;
   double lora_alpha = 32.0;
   double lora_dropout = 0.05;
