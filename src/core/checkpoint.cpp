@@ -38,6 +38,7 @@ void save_adapter(const std::string& path, const Icae& icae, const AdapterInfo& 
         {"lm", ids.lm}, {"ft", ids.ft}}},
       {"projector", projector_name(icae.config().projector)},
       {"slot_kind", slot_kind_name(icae.config().slot_kind)},
+      {"memory_positions", icae.config().spread_memory_positions ? "spread" : "after"},
       {"chat_template", info.chat_template},
       {"notes", info.notes},
   };
@@ -75,6 +76,7 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
     config.lora.target_modules = h.target_modules;
     config.projector = parse_projector(h.projector);
     config.slot_kind = parse_slot_kind(h.slot_kind);
+    config.spread_memory_positions = h.memory_positions == "spread";
     if (!out.info.base_fingerprint.empty() && !options.allow_fingerprint_mismatch) {
       const std::string have = base->fingerprint();
       ICAE_CHECK(have == out.info.base_fingerprint, ErrorKind::Mismatch,

@@ -54,6 +54,17 @@ std::vector<at::Tensor> Icae::compress_batch(const std::vector<std::vector<int64
     for (int64_t j = 0; j < k; ++j) gather.push_back(static_cast<int64_t>(r) * width + rows[r].length + j);
   ForwardInput in;
   in.inputs_embeds = embed_mixed(ids);
+  if (config_.spread_memory_positions) {
+    // Text at 0..s-1; memory token j at the end of the j-th of k equal spans of the segment.
+    std::vector<int64_t> pos(rows.size() * width);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t s = rows[i].length;
+      int64_t* row = pos.data() + i * width;
+      for (int64_t t = 0; t < width; ++t) row[t] = t;  // text (and pads, which nothing real sees)
+      for (int64_t j = 0; j < k; ++j) row[s + j] = std::max<int64_t>(0, ((j + 1) * s + k - 1) / k - 1);
+    }
+    in.position_ids = at::tensor(pos, at::kLong).view({static_cast<int64_t>(rows.size()), width});
+  }
   ForwardOptions opt;
   opt.lora = &lora_;
   opt.training = options.training;

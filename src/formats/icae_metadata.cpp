@@ -136,7 +136,10 @@ const TensorView& slot_tensor(const SafetensorsFile& file, const std::string& pa
   const TensorView& v = file.at("slots");
   ICAE_CHECK(v.shape.size() == slot_shape.size() + 1 &&
                  std::equal(slot_shape.begin(), slot_shape.end(), v.shape.begin() + 1),
-             ErrorKind::Mismatch, path + ": slots have the wrong shape for this model and adapter");
+             ErrorKind::Mismatch,
+             path + (slot_shape.size() == 1 ? ": slots have the wrong width for this model"
+                                            : ": slots have the wrong shape for this model and adapter (key/value "
+                                              "slots of another model?)"));
   return v;
 }
 
@@ -170,6 +173,7 @@ AdapterHeader parse_adapter_header(const std::string& text, const std::string& p
     a.target_modules = l.at("target_modules").get<std::vector<std::string>>();
     a.projector = header.value("projector", "none");
     a.slot_kind = header.value("slot_kind", "embedding");
+    a.memory_positions = header.value("memory_positions", "after");
     if (header.contains("training")) a.training = header.at("training");
   } catch (const json::exception& e) {
     fail(ErrorKind::BadInput, malformed + e.what());
@@ -189,6 +193,8 @@ AdapterHeader parse_adapter_header(const std::string& text, const std::string& p
              "unknown slot projector '" + a.projector + "' (expected none, linear or mlp)");
   ICAE_CHECK(a.slot_kind == "embedding" || a.slot_kind == "kv", ErrorKind::BadInput,
              malformed + "unknown slot kind '" + a.slot_kind + "' (expected embedding or kv)");
+  ICAE_CHECK(a.memory_positions == "after" || a.memory_positions == "spread", ErrorKind::BadInput,
+             malformed + "unknown memory positions '" + a.memory_positions + "' (expected after or spread)");
   ICAE_CHECK(a.slot_kind == "embedding" || a.projector == "none", ErrorKind::BadInput,
              malformed + "key/value slots take no slot projector, but the header names '" + a.projector + "'");
   return a;

@@ -8,7 +8,7 @@ namespace icae::train {
 
 #define ICAE_TRAIN_FIELDS(X)                                                                          \
   X(mode) X(model) X(tokenizer) X(train_data) X(eval_data) X(out) X(init) X(templ) X(mem_size) X(rate) \
-  X(max_context) X(projector) X(slot_kind) X(lora_r) X(lora_alpha) X(lora_dropout) X(targets) X(lm_ratio)           \
+  X(max_context) X(projector) X(slot_kind) X(memory_positions) X(lora_r) X(lora_alpha) X(lora_dropout) X(targets) X(lm_ratio)           \
   X(leave_tokens_for_lm) X(min_tokens_for_lm) X(curriculum_steps) X(split_blocks) X(batch) X(accum)    \
   X(lr) X(mem_lr) X(warmup) X(schedule) X(steps) X(stop_after) X(weight_decay) X(clip) X(seed) X(shuffle_buffer)     \
   X(eval_every) X(save_every) X(log_every) X(eval_samples) X(eval_generate) X(plateau_check_step)      \
@@ -55,6 +55,7 @@ void validate(const TrainOptions& o) {
   need(o.slot_kind == "embedding" || o.slot_kind == "kv", "--slot-kind must be embedding or kv");
   need(o.slot_kind == "embedding" || o.projector == "none",
        "--slot-kind kv takes no slot projector (it maps embeddings): use --projector none");
+  need(o.memory_positions == "after" || o.memory_positions == "spread", "--memory-positions must be after or spread");
   need(o.lora_r >= 1, "--lora-r must be >= 1");
   need(o.lora_alpha > 0, "--lora-alpha must be > 0");
   need(o.lora_dropout >= 0 && o.lora_dropout < 1, "--lora-dropout must be in [0, 1)");

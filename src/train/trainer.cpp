@@ -153,6 +153,7 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
     options_.targets = icae_->config().lora.target_modules;
     options_.projector = projector_name(icae_->config().projector);
     options_.slot_kind = slot_kind_name(icae_->config().slot_kind);
+    options_.memory_positions = icae_->config().spread_memory_positions ? "spread" : "after";
   } else {
     IcaeConfig c;
     c.mem_size = options_.mem_size;
@@ -163,6 +164,7 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
     c.lora.target_modules = options_.targets;
     c.projector = parse_projector(options_.projector);
     c.slot_kind = parse_slot_kind(options_.slot_kind);
+    c.spread_memory_positions = options_.memory_positions == "spread";
     icae_ = std::make_unique<Icae>(text_.model, c, options_.seed);
   }
 

@@ -180,6 +180,29 @@ TEST_P(KvSlots, FilesRecordTheKindAndRefuseTheOther) {
   }
 }
 
+TEST_P(KvSlots, SpreadMemoryPositionsChangeTheSlotsAndAreRecorded) {
+  KvSession s = load_kv(GetParam());
+  const auto c75 = to_ids(s.g.golden.at("context_ids")), c20 = to_ids(s.g.golden.at("context1_ids"));
+  for (SlotKind kind : {SlotKind::Embedding, SlotKind::KeyValue}) {
+    const Icae& after = kind == SlotKind::KeyValue ? *s.kv->icae : *s.g.adapter->icae;
+    IcaeConfig c = after.config();
+    c.spread_memory_positions = true;
+    Icae spread(s.g.text->model, c, after.lora(), after.memory_embed(), after.projector());
+    at::NoGradGuard no_grad;
+    // Other positions, other slots; the first memory token of a 20-token segment sits at 20 / 8 - 1
+    // rounded up = 2, not 20.
+    EXPECT_GT(max_relative_error(spread.compress(c20), after.compress(c20)), 1e-3) << slot_kind_name(kind);
+    const std::vector<at::Tensor> batch = spread.compress_batch({c75, c20});
+    EXPECT_LE(max_relative_error(batch[0], spread.compress(c75)), 1e-5);
+    EXPECT_LE(max_relative_error(batch[1], spread.compress(c20)), 1e-5);
+    const std::string path = ::testing::TempDir() + "spread_" + GetParam() + ".safetensors";
+    save_adapter(path, spread, {});
+    LoadedAdapter back = load_adapter(path, s.g.text->model);
+    EXPECT_TRUE(back.icae->config().spread_memory_positions);
+    EXPECT_LE(max_relative_error(back.icae->compress(c20), spread.compress(c20)), 1e-6);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, KvSlots, ::testing::Values("tiny-llama", "tiny-mistral"));
 
 }  // namespace

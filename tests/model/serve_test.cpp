@@ -275,6 +275,54 @@ TEST(Serve, SlotIdsSurviveARestartWithASlotFolder) {
   EXPECT_EQ(lost.status, 404) << lost.body;
 }
 
+// The tiny golden adapter read as a key/value-slot ICAE (tests/model/kv_slots_test.cpp).
+LoadedModel tiny_llama_kv() {
+  LoadedModel m = tiny_llama();
+  auto kv = std::make_shared<LoadedAdapter>();
+  IcaeConfig c = m.adapter->icae->config();
+  c.slot_kind = SlotKind::KeyValue;
+  const Icae& e = *m.adapter->icae;
+  kv->icae = std::make_unique<Icae>(m.text->model, c, e.lora(), e.memory_embed(), e.projector());
+  m.adapter = kv;
+  return m;
+}
+
+TEST(Serve, KeyValueSlotsServeEveryRouteAsADirectSessionAndSurviveARestart) {
+  const std::vector<int64_t> context = golden_context();
+  const std::vector<int64_t> prompt(context.begin() + 10, context.begin() + 14);
+  TempDir dir;
+  ServerOptions o;
+  o.slot_dir = dir.path;
+  LoadedModel m = tiny_llama_kv();
+  SessionOptions so;
+  so.max_new_tokens = 10;
+  Session direct = new_session(m, so);
+  at::NoGradGuard no_grad;
+  const at::Tensor slots = direct.compress(std::vector<std::vector<int64_t>>{context}).front();
+  ASSERT_EQ(slots.dim(), 5);
+  const Completion want = direct.answer(slots, prompt);
+  const Completion rec = direct.reconstruct(slots);
+  std::string id;
+  {
+    Running s(o, m);
+    Reply c = post(*s.client, "/v1/compress", json{{"ids", context}});
+    ASSERT_EQ(c.status, 200) << c.body;
+    id = c.j.at("slots_id");
+    EXPECT_EQ(c.j.at("slots"), slots.size(0));
+    Reply a = post(*s.client, "/v1/answer", json{{"slots_id", id}, {"prompt_ids", prompt}, {"max_tokens", 10}});
+    ASSERT_EQ(a.status, 200) << a.body;
+    EXPECT_EQ(a.j.at("ids").get<std::vector<int64_t>>(), want.ids);
+    Reply r = post(*s.client, "/v1/reconstruct", json{{"slots_id", id}, {"max_tokens", 10}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.j.at("ids").get<std::vector<int64_t>>(), rec.ids);
+  }
+  // From the slot folder (a key/value slot file) in a new server.
+  Running again(o, tiny_llama_kv());
+  Reply a = post(*again.client, "/v1/answer", json{{"slots_id", id}, {"prompt_ids", prompt}, {"max_tokens", 10}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.j.at("ids").get<std::vector<int64_t>>(), want.ids);
+}
+
 TEST(Serve, EachBadRequestGetsItsStatusAndAnErrorNamingTheProblem) {
   ServerOptions o;
   o.max_body_bytes = 4096;

@@ -163,6 +163,20 @@ TEST_P(TrainGolden, FirstStepLossesEqualTheGoldens) {
 
 INSTANTIATE_TEST_SUITE_P(Models, TrainGolden, ::testing::Values("tiny-llama", "tiny-mistral"));
 
+// Key/value slots through the training step: the golden adapter read as a key/value-slot ICAE,
+// against the Python reference (tests/data/golden-kv; ids from the shared goldens).
+TEST_P(TrainGolden, FirstStepLossesEqualTheKeyValueGoldens) {
+  Golden f = load_golden(GetParam());
+  IcaeConfig c = f.icae->config();
+  c.slot_kind = SlotKind::KeyValue;
+  f.icae = std::make_unique<Icae>(f.base, c, f.icae->lora(), f.icae->memory_embed(), f.icae->projector());
+  const TensorMap kv = load_safetensors(std::string(ICAE_SOURCE_DIR) + "/tests/data/golden-kv/" + GetParam() + ".safetensors");
+  for (const char* key : {"ae", "lm", "ft"})
+    for (const std::string name : {"_loss", "_grad_memory_token_embed"}) f.golden[key + name] = kv.at(key + name);
+  AdamW opt = probe_optimizer(*f.icae);
+  expect_golden_first_steps(f, opt, 1e-5, 1e-4);
+}
+
 TEST(TrainStep, AccumulationEqualsOneBatch) {
   // batch 3 x accum 1 and batch 1 x accum 3 make the same update (dropout off).
   auto run = [](bool accumulate) {
@@ -205,6 +219,43 @@ TEST(Trainer, ResumedRunEqualsUninterrupted) {
   // The adapter of the run loads as an adapter.
   auto tm = load_text_model(model, {});
   EXPECT_NO_THROW(load_adapter(o.out + "/adapter.safetensors", tm.model));
+}
+
+TEST(Trainer, KeyValueSlotRunResumesExactlyAndRecordsItsKind) {
+  const std::string model = test::make_tiny_text_model("icae_tiny_resume_kv");
+  TrainOptions o = tiny_options(model, temp_dir("icae_run_kv_full"));
+  o.slot_kind = "kv";
+  o.projector = "none";
+  o.memory_positions = "spread";
+  o.lora_dropout = 0.1;
+  o.steps = 12;
+  Trainer::start(o)->run();
+  TrainOptions half = o;
+  half.out = temp_dir("icae_run_kv_half");
+  half.steps = 6;
+  Trainer::start(half)->run();
+  Trainer::resume(half.out, 12)->run();
+  const auto full = read_metrics(o.out), resumed = read_metrics(half.out);
+  ASSERT_EQ(full.size(), 12u);
+  ASSERT_EQ(resumed.size(), 12u);
+  for (size_t i = 0; i < full.size(); ++i) {
+    const double a = full[i]["loss"], b = resumed[i]["loss"];
+    EXPECT_NEAR(a, b, 1e-6 * std::abs(a)) << "step " << i + 1;
+  }
+  auto tm = load_text_model(model, {});
+  const LoadedAdapter a = load_adapter(o.out + "/adapter.safetensors", tm.model);
+  EXPECT_EQ(a.icae->config().slot_kind, SlotKind::KeyValue);
+  EXPECT_TRUE(a.icae->config().spread_memory_positions);
+  // A projector maps embeddings: refused with key/value slots, naming the option.
+  TrainOptions bad = o;
+  bad.out = temp_dir("icae_run_kv_projector");
+  bad.projector = "linear";
+  try {
+    Trainer::start(bad);
+    FAIL() << "a projector was accepted with key/value slots";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--projector none"), std::string::npos) << e.what();
+  }
 }
 
 // --stop-after: a milestone of a longer run. The schedule stays the one over --steps (the

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "icae/eval/latency_bench.h"
 #include "icae/eval/model_shapes.h"
 #include "icae/infer/session.h"
+#include "icae/infer/text_model.h"
 #include "icae/io/model_loader.h"
 #include "icae/util/device.h"
 
@@ -25,6 +27,7 @@ using namespace icae;
 
 struct BenchArgs {
   std::string model, adapter, shape;
+  std::string slot_kind = "embedding";  // of the random adapter
   std::vector<int64_t> batches, contexts;
   int64_t gen = 128, mem_size = 128, lora_r = 128;
   double lora_alpha = 0;
@@ -53,9 +56,17 @@ void run_bench(const BenchArgs& a) {
   const ModelLoadOptions lo = cli::resolve(a.run);
   auto text = std::make_shared<TextModel>();
   if (!a.model.empty()) {
-    // The weights only: the benchmark feeds token ids, so no tokenizer is needed.
-    text->path = a.model;
-    text->model = std::make_shared<Transformer>(load_transformer(a.model, lo));
+    // The benchmark feeds token ids, but an adapter's FT template (chatml, ...) is built from the
+    // tokenizer: load it when the model has one (a .gguf always does).
+    namespace fs = std::filesystem;
+    if (fs::is_directory(a.model) && !fs::exists(fs::path(a.model) / "tokenizer.json")) {
+      text->path = a.model;
+      text->model = std::make_shared<Transformer>(load_transformer(a.model, lo));
+    } else {
+      TextModelOptions to;
+      to.load = lo;
+      text = std::make_shared<TextModel>(load_text_model(a.model, to));
+    }
   } else {
     text->path = a.shape + " (random weights)";
     ModelConfig cfg = eval::shape_config(a.shape);
@@ -70,6 +81,7 @@ void run_bench(const BenchArgs& a) {
     IcaeConfig ic;
     ic.mem_size = a.mem_size;
     ic.lora.r = a.lora_r;
+    ic.slot_kind = parse_slot_kind(a.slot_kind);
     adapter->icae = std::make_unique<Icae>(text->model, ic, a.seed);
   }
   Session session(text, adapter);
@@ -91,6 +103,7 @@ void run_bench(const BenchArgs& a) {
   if (a.json) {
     nlohmann::json j = {{"model", text->path}, {"adapter", a.adapter.empty() ? "random" : a.adapter},
                         {"mem_size", icae.config().mem_size}, {"compression_rate", icae.config().compression_rate},
+                        {"slot_kind", slot_kind_name(icae.config().slot_kind)},
                         {"device", a.run.device}, {"dtype", dtype}, {"threads", threads},
                         {"cpu", cpu_model()}, {"date", now_utc()}, {"gen", a.gen}, {"rows", nlohmann::json::array()}};
     for (const auto& r : rows)
@@ -104,8 +117,9 @@ void run_bench(const BenchArgs& a) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::printf("%s, %s, %s, %d threads, k = %lld, %lld generated tokens; %s; %s\n", text->path.c_str(),
+  std::printf("%s, %s, %s, %d threads, k = %lld %s slots, %lld generated tokens; %s; %s\n", text->path.c_str(),
               a.run.device.c_str(), dtype.c_str(), threads, static_cast<long long>(icae.config().mem_size),
+              slot_kind_name(icae.config().slot_kind),
               static_cast<long long>(a.gen), cpu_model().c_str(), now_utc().c_str());
   std::printf("%-10s %6s %11s %11s %11s %11s %8s %8s %9s %9s %10s %10s\n", "batch x L", "slots", "compress", "dec slots",
               "total ICAE", "dec full", "speedup", "dec only", "KV slots", "KV full", "peak slots", "peak full");
@@ -137,6 +151,9 @@ void setup(CLI::App& root) {
   c->add_option("--gen", a->gen, "Tokens generated per row")->capture_default_str();
   c->add_option("--mem-size,-k", a->mem_size, "Random adapter: slots per segment")->capture_default_str();
   c->add_option("--lora-r", a->lora_r, "Random adapter: LoRA rank")->capture_default_str();
+  c->add_option("--slot-kind", a->slot_kind, "Random adapter: embedding or kv slots (an adapter file says its own)")
+      ->check(CLI::IsMember({"embedding", "kv"}))
+      ->capture_default_str();
   c->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha for released checkpoints (default 32)");
   c->add_option("--seed", a->seed, "Seed of the random weights and token ids")->capture_default_str();
   c->add_flag("--json", a->json, "One JSON document on stdout instead of the table");

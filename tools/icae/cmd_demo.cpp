@@ -80,9 +80,13 @@ void show_passage(Session& s, Session& qa, const std::string& text, const std::v
   const auto t0 = Clock::now();
   const at::Tensor slots = s.compress(std::vector<Ids>{ids})[0];
   const double compress_s = seconds_since(t0);
-  std::printf("\n-- passage %lld: %zu tokens -> %lld memory slots (%.1fx), compressed in %.2f s\n",
+  // On disk (float32 slot files): an embedding slot is one hidden vector, a key/value slot a key
+  // and a value per layer: as large as one token's share of the KV cache.
+  const int64_t slot_bytes = slots[0].numel() * 4;
+  std::printf("\n-- passage %lld: %zu tokens -> %lld %s slots (%.1fx, %s each on disk), compressed in %.2f s\n",
               static_cast<long long>(n), ids.size(), static_cast<long long>(slots.size(0)),
-              static_cast<double>(ids.size()) / static_cast<double>(slots.size(0)), compress_s);
+              slot_kind_name(slot_kind_of(slots)), static_cast<double>(ids.size()) / static_cast<double>(slots.size(0)),
+              kib(slot_bytes).c_str(), compress_s);
   DecodeRow rec = s.reconstruct_row(slots);
   rec.max_new_tokens = static_cast<int64_t>(ids.size()) + 8;
   const Timed r = timed_run(s, rec);
@@ -98,6 +102,9 @@ void show_passage(Session& s, Session& qa, const std::string& text, const std::v
     DecodeRow full = s.generate_row(train::full_context_prompt(s.model(), text, q));
     full.max_new_tokens = a.max_new_tokens;
     const int64_t slot_prefix = static_cast<int64_t>(from_slots.prefix.size());
+    // Key/value slots need no forward pass over their positions: the prefill runs over the rest.
+    const int64_t slot_prefill =
+        slot_prefix - (slot_kind_of(qa_slots) == SlotKind::KeyValue ? qa_slots.size(0) : 0);
     const int64_t full_prefix = static_cast<int64_t>(full.prefix.size());
     const Timed x = timed_run(qa, from_slots);
     const Timed y = timed_run(s, full);
@@ -106,9 +113,10 @@ void show_passage(Session& s, Session& qa, const std::string& text, const std::v
     print_wrapped("SmolLM2 (full):", s.detokenize(without_stop(y.c)));
     // Per generated token as well as in total: the two answers need not be equally long.
     const auto per_token = [](const Timed& t) { return 1000.0 * t.seconds / std::max<size_t>(1, t.c.ids.size()); };
-    std::printf("  %-15s reads %lld vs %lld prompt positions; KV cache %s vs %s; %zu tokens in %.2f s (%.0f ms/token) "
-                "vs %zu in %.2f s (%.0f ms/token)\n",
-                "", static_cast<long long>(slot_prefix), static_cast<long long>(full_prefix), kib(x.kv_bytes).c_str(),
+    std::printf("  %-15s reads %lld vs %lld prompt positions (prefill over %lld vs %lld); KV cache %s vs %s; "
+                "%zu tokens in %.2f s (%.0f ms/token) vs %zu in %.2f s (%.0f ms/token)\n",
+                "", static_cast<long long>(slot_prefix), static_cast<long long>(full_prefix),
+                static_cast<long long>(slot_prefill), static_cast<long long>(full_prefix), kib(x.kv_bytes).c_str(),
                 kib(y.kv_bytes).c_str(), x.c.ids.size(), x.seconds, per_token(x), y.c.ids.size(), y.seconds,
                 per_token(y));
   }

@@ -75,6 +75,12 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
                   "decoder's cache; learns far faster on small models, see docs/training.md)")
         ->check(CLI::IsMember({"embedding", "kv"}))
         ->capture_default_str();
+  if (!finetune)
+    c->add_option("--memory-positions", o.memory_positions,
+                  "Encoder position ids of a segment's memory tokens: after the segment (the original's) or\n"
+                  "spread evenly over it (EPL, arXiv 2409.14364; opt-in)")
+        ->check(CLI::IsMember({"after", "spread"}))
+        ->capture_default_str();
   c->add_option("--lora-r", o.lora_r, "LoRA rank")->check(CLI::PositiveNumber)->capture_default_str();
   c->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale = alpha / r)")->capture_default_str();
   c->add_option("--lora-dropout", o.lora_dropout, "LoRA dropout (training only)")->check(CLI::Range(0.0, 0.99))->capture_default_str();

@@ -34,6 +34,10 @@ struct IcaeConfig {
   LoraConfig lora;
   ProjectorKind projector = ProjectorKind::None;  // slots -> decoder inputs (see projector.h)
   SlotKind slot_kind = SlotKind::Embedding;        // what a slot is (slot_kind.h); kv: no projector
+  // The encoder's position ids of the k memory tokens of a segment of s tokens: after it
+  // (s .. s+k-1, the original's), or spread evenly over it (token j at ceil((j+1) s / k) - 1, the
+  // end of the span it stands for: EPL, "Extending Position Ids", arXiv 2409.14364; opt-in).
+  bool spread_memory_positions = false;
 };
 
 struct CompressOptions {

@@ -58,6 +58,7 @@ struct AdapterHeader {
   std::vector<std::string> target_modules;  // each a known projection name
   std::string projector = "none";           // none | linear | mlp
   std::string slot_kind = "embedding";      // embedding | kv (absent in files older than kv slots)
+  std::string memory_positions = "after";   // after | spread (IcaeConfig::spread_memory_positions)
   nlohmann::json training;                  // null when absent
 };
 

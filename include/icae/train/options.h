@@ -24,6 +24,7 @@ struct TrainOptions {
   int64_t max_context = 512;
   std::string projector = "linear";     // none | linear | mlp (embedding slots only)
   std::string slot_kind = "embedding";  // embedding | kv (icae/core/slot_kind.h)
+  std::string memory_positions = "after";  // after | spread (IcaeConfig::spread_memory_positions)
   int64_t lora_r = 128;
   double lora_alpha = 32.0;
   double lora_dropout = 0.05;
