@@ -276,6 +276,13 @@ StepStats Trainer::step() {
   StepStats s = train_step(*icae_, *optimizer_, batch, sc);
   if (s.finite) {
     ++progress_.step;
+    // Every rank drew the same number of examples, interleaved (rank r takes r, r + W, ...): the
+    // update consumed the global stream up to the next multiple of W. Each rank's stream moves
+    // there too, so that all ranks (and a single process with the whole batch) agree on the
+    // position and the epoch; a checkpoint at rank 0's own position (W k - W + 1) would hand the
+    // other ranks' last examples to them again on resume.
+    const int64_t w = dist_.world_size;
+    stream_->skip_to_global((stream_->global_position() + w - 1) / w * w);
     progress_.examples_drawn = stream_->global_position();
     progress_.context_tokens += s.context_tokens;
     progress_.elapsed_s += s.seconds;

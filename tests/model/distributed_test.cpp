@@ -88,6 +88,48 @@ TEST(DataParallel, TwoRanksEqualOneRankWithTheDoubleBatch) {
   EXPECT_EQ(config["world_size"], 2);
 }
 
+// A corpus smaller than a batch: every update wraps the epoch (the tiny model reads each chapter
+// as one example). Two ranks equal one process at every update — losses, data position, epoch —
+// and a two-rank run resumed from a checkpoint continues exactly (a rank's last example is not
+// drawn twice).
+TEST(DataParallel, ASmallCorpusWrapsEpochsAsOneProcessDoesAndResumesExactly) {
+  const std::string model = test::make_tiny_text_model("icae_dp_model_small");
+  const std::string small = fresh("icae_dp_small_corpus");
+  fs::create_directories(small);
+  fs::copy_file(test::shared_dir() + "/corpus/moby-dick/chapter_1.txt", fs::path(small) / "chapter_1.txt");
+  auto args = [&](const std::string& out, int batch, int steps) {
+    std::string a = train_args(model, out, batch, steps);
+    a.replace(a.find(corpus()), corpus().size(), small);
+    a.replace(a.find("--save-every 2"), 14, "--save-every 1");
+    return a;
+  };
+  const std::string launch = "launch --nproc 2 --master-port 29635 -- " + std::string(ICAE_CLI_PATH) + " ";
+  const std::string one = fresh("icae_dp_small_one"), two = fresh("icae_dp_small_two"), resumed = fresh("icae_dp_small_resumed");
+  ASSERT_EQ(run(args(one, 4, 6)), 0);
+  ASSERT_EQ(run(launch + args(two, 2, 6)), 0);
+  ASSERT_EQ(run(launch + args(resumed, 2, 6) + " --stop-after 3"), 0);
+  ASSERT_EQ(run(launch + "pretrain --resume " + resumed), 0);
+  auto metrics = [](const std::string& dir) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+  };
+  const auto a = metrics(one), b = metrics(two), c = metrics(resumed);
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  ASSERT_EQ(c.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(b[i]["loss"].get<double>(), a[i]["loss"].get<double>(), 1e-5 * a[i]["loss"].get<double>()) << i;
+    EXPECT_EQ(b[i]["examples"], a[i]["examples"]) << i;
+    EXPECT_EQ(b[i]["epoch"], a[i]["epoch"]) << i;
+    EXPECT_NEAR(c[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-6 * b[i]["loss"].get<double>()) << i;
+    EXPECT_EQ(c[i]["examples"], b[i]["examples"]) << i;
+  }
+  EXPECT_LE(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 3e-6);
+  EXPECT_LE(max_rel_diff(two + "/adapter.safetensors", resumed + "/adapter.safetensors"), 1e-6);
+}
+
 TEST(DataParallel, ADeadRankStopsTheOthersAndTheRunResumes) {
   const std::string model = test::make_tiny_text_model("icae_dp_model_kill");
   const std::string out = fresh("icae_dp_kill");
