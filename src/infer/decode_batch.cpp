@@ -11,18 +11,13 @@
 
 namespace icae {
 
-// The state of one row: what Session::run keeps per row, plus the row's own cache.
+// One row: its decoder (sampler, budget, stops, streaming; as in Session::run) and its own cache.
 struct DecodeBatch::Row {
   uint64_t handle = 0;
   std::unique_ptr<KVCache> cache;
-  Sampler sampler;
-  int64_t budget = 0;
-  std::vector<int64_t> stops;
-  TokenCallback on_token;
-  Completion out;
-  int64_t next = 0;  // the last picked id, fed at the next step
-  bool done = false;
-  explicit Row(const SamplingOptions& s) : sampler(s) {}
+  RowDecoder decoder;
+  int64_t prefix_tokens = 0;
+  explicit Row(RowDecoderOptions o) : decoder(std::move(o)) {}
 };
 
 DecodeBatch::DecodeBatch(Session& session, const DecodeBatchOptions& options)
@@ -89,26 +84,29 @@ DecodeBatch::~DecodeBatch() = default;
 
 uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling, TokenCallback on_token) {
   const SessionOptions& so = session_.options();
-  auto r = std::make_unique<Row>(sampling);
-  r->handle = next_handle_++;
-  r->budget = row.max_new_tokens.value_or(so.max_new_tokens);
-  ICAE_CHECK(r->budget >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
+  RowDecoderOptions ro;
+  ro.sampling = sampling;
+  ro.max_new_tokens = row.max_new_tokens.value_or(so.max_new_tokens);
   std::vector<int64_t> stops = so.use_model_stop_ids ? session_.model().stop_ids : std::vector<int64_t>{};
   stops.insert(stops.end(), so.stop_ids.begin(), so.stop_ids.end());
-  r->stops = row.stop_ids.value_or(stops);
-  r->on_token = std::move(on_token);
-  r->out.stop_reason = "max_new_tokens";
+  ro.stop_ids = row.stop_ids.value_or(stops);
+  ro.on_token = std::move(on_token);
+  const int64_t budget = ro.max_new_tokens;
+  auto r = std::make_unique<Row>(std::move(ro));
+  r->handle = next_handle_++;
   const DecoderInput prefill = session_.decoder_input({row});
-  r->out.prefix_tokens = static_cast<int64_t>(row.prefix.size());
+  r->prefix_tokens = static_cast<int64_t>(row.prefix.size());
   const uint64_t handle = r->handle;
-  if (r->budget == 0) {  // nothing to decode, as Session::run: no prefill either
-    finished_.push_back({handle, std::move(r->out)});
+  if (r->decoder.done()) {  // a budget of 0: nothing to decode, as Session::run: no prefill either
+    Completion c = r->decoder.take();
+    c.prefix_tokens = r->prefix_tokens;
+    finished_.push_back({handle, std::move(c)});
     return handle;
   }
   const Transformer& base = session_.base();
   KVCacheOptions co;
   co.batch = 1;
-  co.max_length = prefill.cache_positions() + r->budget;
+  co.max_length = prefill.cache_positions() + budget;
   co.device = base.device();
   co.dtype = base.dtype();
   r->cache = std::make_unique<KVCache>(base.config(), co);
@@ -128,26 +126,10 @@ uint64_t DecodeBatch::join(const DecodeRow& row, const SamplingOptions& sampling
     in.inputs_embeds = embeds.narrow(0, head, embeds.size(0) - head).unsqueeze(0);  // [1, T - head, H]
     logits = base.forward(in, fo).logits.view({1, -1});
   }
-  advance(*r, logits[0]);
+  r->decoder.accept(logits[0]);
   rows_.push_back(std::move(r));
   retire_done();
   return handle;
-}
-
-bool DecodeBatch::advance(Row& r, const at::Tensor& logits) {
-  const int64_t id = r.sampler.pick(logits);
-  r.next = id;
-  r.out.ids.push_back(id);
-  if (r.on_token && !r.on_token(id)) {
-    r.out.stop_reason = "callback";
-    r.done = true;
-  } else if (std::find(r.stops.begin(), r.stops.end(), id) != r.stops.end()) {
-    r.out.stop_reason = "stop_id";
-    r.done = true;
-  } else if (static_cast<int64_t>(r.out.ids.size()) >= r.budget) {
-    r.done = true;
-  }
-  return r.done;
 }
 
 void DecodeBatch::step() {
@@ -155,29 +137,28 @@ void DecodeBatch::step() {
   std::vector<int64_t> ids;
   std::vector<KVCache*> caches;
   for (const auto& r : rows_) {
-    ids.push_back(r->next);
+    ids.push_back(r->decoder.last());
     caches.push_back(r->cache.get());
   }
   at::Tensor logits = session_.base().decode_rows(ids, caches);  // [B, V]
-  for (size_t i = 0; i < rows_.size(); ++i) advance(*rows_[i], logits[static_cast<int64_t>(i)]);
+  for (size_t i = 0; i < rows_.size(); ++i) rows_[i]->decoder.accept(logits[static_cast<int64_t>(i)]);
   retire_done();
 }
 
 void DecodeBatch::end(uint64_t handle, const std::string& stop_reason) {
   for (auto& r : rows_)
-    if (r->handle == handle) {
-      r->out.stop_reason = stop_reason;
-      r->done = true;
-    }
+    if (r->handle == handle) r->decoder.end(stop_reason);
   retire_done();
 }
 
 void DecodeBatch::retire_done() {
-  auto keep = std::stable_partition(rows_.begin(), rows_.end(), [](const auto& r) { return !r->done; });
+  auto keep = std::stable_partition(rows_.begin(), rows_.end(), [](const auto& r) { return !r->decoder.done(); });
   for (auto it = keep; it != rows_.end(); ++it) {
     Row& r = **it;
-    r.out.text = session_.detokenize(r.out.ids);
-    finished_.push_back({r.handle, std::move(r.out)});
+    Completion c = r.decoder.take();
+    c.prefix_tokens = r.prefix_tokens;
+    c.text = session_.detokenize(c.ids);
+    finished_.push_back({r.handle, std::move(c)});
   }
   rows_.erase(keep, rows_.end());  // frees their caches
 }

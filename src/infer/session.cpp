@@ -186,22 +186,28 @@ std::vector<Completion> Session::run(const std::vector<DecodeRow>& rows, const R
   std::vector<int64_t> model_stops = options_.use_model_stop_ids ? model_->stop_ids : std::vector<int64_t>{};
   model_stops.insert(model_stops.end(), options_.stop_ids.begin(), options_.stop_ids.end());
 
-  // Per-row state: budget, stops, sampler.
-  std::vector<int64_t> budgets;
-  std::vector<std::vector<int64_t>> stops;
-  std::vector<Sampler> samplers;
-  std::vector<Completion> out(rows.size());
+  // One row decoder each (sampler, budget, stops, streaming), each seeded as if decoded alone.
+  std::vector<RowDecoder> decoders;
   int64_t max_budget = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
-    budgets.push_back(rows[i].max_new_tokens.value_or(options_.max_new_tokens));
-    ICAE_CHECK(budgets.back() >= 0, ErrorKind::Usage, "max_new_tokens must be >= 0");
-    stops.push_back(rows[i].stop_ids.value_or(model_stops));
-    samplers.emplace_back(options_.sampling);  // each row seeded alike: as if decoded alone
-    out[i].prefix_tokens = static_cast<int64_t>(rows[i].prefix.size());
-    out[i].stop_reason = "max_new_tokens";
-    max_budget = std::max(max_budget, budgets.back());
+    RowDecoderOptions o;
+    o.sampling = options_.sampling;
+    o.max_new_tokens = rows[i].max_new_tokens.value_or(options_.max_new_tokens);
+    o.stop_ids = rows[i].stop_ids.value_or(model_stops);
+    if (on_token) o.on_token = [&on_token, i](int64_t id) { return on_token(i, id); };
+    decoders.emplace_back(std::move(o));
+    max_budget = std::max(max_budget, rows[i].max_new_tokens.value_or(options_.max_new_tokens));
   }
-  if (max_budget == 0) return out;
+  auto finish = [&] {
+    std::vector<Completion> out;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      out.push_back(decoders[i].take());
+      out.back().prefix_tokens = static_cast<int64_t>(rows[i].prefix.size());
+      out.back().text = detokenize(out.back().ids);
+    }
+    return out;
+  };
+  if (max_budget == 0) return finish();
 
   // Left padding: every row's last prefix token sits in the same column, so one step decodes
   // all rows. Pads are masked out and positions are each row's own, so a row sees exactly what
@@ -217,33 +223,15 @@ std::vector<Completion> Session::run(const std::vector<DecodeRow>& rows, const R
   at::Tensor mask = prefill.input.attention_mask;
   at::Tensor logits = base().forward(prefill.input, fopt).logits.view({b, -1});  // [B, V]
 
-  std::vector<bool> done(rows.size(), false);
-  std::vector<int64_t> next(rows.size(), 0);
-  for (int64_t step = 0; step < max_budget; ++step) {
+  for (int64_t step = 0;; ++step) {
     bool any_left = false;
-    for (int64_t i = 0; i < b; ++i) {
-      if (done[i]) continue;
-      if (step >= budgets[i]) {
-        done[i] = true;
-        continue;
-      }
-      const int64_t id = samplers[i].pick(logits[i]);
-      next[i] = id;
-      out[i].ids.push_back(id);
-      if (on_token && !on_token(static_cast<size_t>(i), id)) {
-        out[i].stop_reason = "callback";
-        done[i] = true;
-      } else if (std::find(stops[i].begin(), stops[i].end(), id) != stops[i].end()) {
-        out[i].stop_reason = "stop_id";
-        done[i] = true;
-      } else if (step + 1 >= budgets[i]) {
-        done[i] = true;
-      }
-      any_left = any_left || !done[i];
-    }
+    for (int64_t i = 0; i < b; ++i)
+      if (!decoders[i].done()) any_left = !decoders[i].accept(logits[i]) || any_left;
     if (!any_left) break;
     // Finished rows keep stepping on their last id; rows never attend to each other, so what
     // they compute does not matter and the batch keeps its shape.
+    std::vector<int64_t> next(b);
+    for (int64_t i = 0; i < b; ++i) next[i] = std::max<int64_t>(0, decoders[i].last());
     ForwardInput step_in;
     step_in.input_ids = at::tensor(next, at::kLong).view({b, 1});
     if (padded) {
@@ -255,8 +243,7 @@ std::vector<Completion> Session::run(const std::vector<DecodeRow>& rows, const R
     }
     logits = base().forward(step_in, fopt).logits.view({b, -1});
   }
-  for (auto& c : out) c.text = detokenize(c.ids);
-  return out;
+  return finish();
 }
 
 }  // namespace icae

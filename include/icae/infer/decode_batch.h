@@ -68,8 +68,6 @@ class DecodeBatch {
 
  private:
   struct Row;
-  // Picks row r's next token from its logits [V] and retires the row when it is done.
-  bool advance(Row& r, const at::Tensor& logits);
   void retire_done();
 
   // A kept slot prefix: its embeddings (compared exactly on a hit: the key is their hash) and each

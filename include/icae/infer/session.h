@@ -29,6 +29,7 @@
 #include "icae/core/checkpoint.h"
 #include "icae/core/prompt_layout.h"
 #include "icae/infer/generate.h"
+#include "icae/infer/row_decoder.h"
 #include "icae/infer/text_model.h"
 
 namespace icae {
@@ -53,15 +54,6 @@ struct DecodeRow {
   std::optional<std::vector<int64_t>> stop_ids;  // replaces the session's stop ids for this row
 };
 
-struct Completion {
-  std::vector<int64_t> ids;     // generated ids, the stop id included when one was hit
-  std::string text;             // decoded (special tokens skipped); empty without a tokenizer
-  std::string stop_reason;      // "stop_id", "max_new_tokens", "callback"
-  int64_t prefix_tokens = 0;    // length of the decoder prefix (slots included)
-};
-
-// Streaming: called once per generated id of a row; return false to end that row.
-using TokenCallback = std::function<bool(int64_t id)>;
 using RowTokenCallback = std::function<bool(size_t row, int64_t id)>;
 
 class Session {
