@@ -1,5 +1,6 @@
 // The public API of icae, in one include: load a base model and an ICAE adapter, compress
-// contexts into memory slots (a plain at::Tensor [n, hidden] you can keep, save or hand on),
+// contexts into memory slots (a plain at::Tensor you can keep, save or hand on: [n, hidden] for
+// embedding slots, [n, layers, 2, kv_heads, head_dim] for key/value slots; icae/core/slot_kind.h),
 // answer prompts from them.
 //
 //   #include <icae/api.h>
@@ -27,6 +28,7 @@ struct OpenOptions {
   std::string device = "cpu";      // cpu | cuda | cuda:N
   std::string dtype = "f32";       // f32 | bf16 | f16 | auto (bf16 on CUDA and CPUs with native bf16)
   int threads = 0;                 // CPU threads; 0: libtorch's default
+  bool dense_decode = false;       // .gguf on the CPU: decode with dense weights, not the file's blocks
   std::string tokenizer;           // tokenizer.json instead of the model's own
   std::optional<double> lora_alpha;  // released v2 adapters store none (they used 32)
   SessionOptions session;

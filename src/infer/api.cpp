@@ -13,19 +13,12 @@ namespace icae {
 namespace {
 
 ModelLoadOptions load_options(const OpenOptions& o) {
+  // The same parsing (and messages) as the command line's --device / --dtype.
   if (o.threads > 0) at::set_num_threads(o.threads);
   ModelLoadOptions m;
-  if (o.device == "cpu") {
-    m.device = at::kCPU;
-  } else {
-    ICAE_CHECK(o.device.rfind("cuda", 0) == 0, ErrorKind::Usage, "device must be cpu, cuda or cuda:N, got '" + o.device + "'");
-    ICAE_CHECK(at::hasCUDA(), ErrorKind::Usage, "device " + o.device + ": no CUDA device is available here");
-    m.device = at::Device(o.device);
-  }
-  const std::string dtype = resolve_auto_dtype(o.dtype, m.device);
-  ICAE_CHECK(dtype == "f32" || dtype == "bf16" || dtype == "f16", ErrorKind::Usage,
-             "dtype must be f32, bf16, f16 or auto, got '" + o.dtype + "'");
-  m.dtype = dtype == "bf16" ? at::kBFloat16 : dtype == "f16" ? at::kHalf : at::kFloat;
+  m.device = parse_device(o.device);
+  m.dtype = parse_dtype(resolve_auto_dtype(o.dtype, m.device));
+  if (o.dense_decode) m.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   return m;
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "command.h"
+#include "common.h"
 #include "usage.h"
 #include "icae/api.h"
 #include "icae/server/server.h"
@@ -16,8 +17,7 @@ namespace {
 
 struct ServeArgs {
   std::string model, adapter, tokenizer;
-  std::string device = "cpu", dtype = "f32";
-  int threads = 0;
+  icae::cli::RunOptions run;  // --device, --dtype, --threads, --dense-decode: as every command
   double lora_alpha = 0;
   int64_t slot_cache_mb = 512, max_body_mb = 8;
   icae::ServerOptions server;
@@ -34,9 +34,10 @@ void run_serve(ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   icae::OpenOptions o;
-  o.device = a.device;
-  o.dtype = a.dtype;
-  o.threads = a.threads;
+  o.device = a.run.device;
+  o.dtype = a.run.dtype;
+  o.threads = a.run.threads;
+  o.dense_decode = a.run.dense_decode;
   o.tokenizer = a.tokenizer;
   if (a.lora_alpha > 0) o.lora_alpha = a.lora_alpha;
   icae::LoadedModel model = icae::load_model(a.model, a.adapter, o);
@@ -69,9 +70,7 @@ void setup(CLI::App& root) {
   c->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
   c->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)")
       ->check(icae::cli::at_least(0));
-  c->add_option("--device", a->device, "Where to run: cpu, cuda or cuda:N")->capture_default_str();
-  c->add_option("--dtype", a->dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
-  c->add_option("--threads", a->threads, "CPU threads for the model (0: one per core)")->check(CLI::Range(0, 4096));
+  icae::cli::add_run_options(c, a->run);
   icae::ServerOptions& s = a->server;
   c->add_option("--host", s.host, "Address to listen on (0.0.0.0: every interface; only when you mean it)")
       ->capture_default_str();

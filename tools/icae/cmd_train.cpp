@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "command.h"
+#include "common.h"
 #include "icae/train/trainer.h"
 #include "icae/util/error.h"
 
@@ -117,14 +118,7 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
   c->add_option("--plateau-check", o.plateau_check_step, "Warn when by this update the eval AE loss is within 5% of plain LM")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  c->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
-  c->add_option("--dtype", o.dtype,
-                "Base model type: auto, bf16 or f32 (trainable tensors are always float32). auto: bf16 on CUDA\n"
-                "and on CPUs that compute bf16 natively (AMX, AVX512-BF16), f32 elsewhere: there bf16 is\n"
-                "emulated and a SmolLM2 update took ~30x longer than in f32. The run records the choice.")
-      ->check(CLI::IsMember({"auto", "f32", "bf16"}))
-      ->capture_default_str();
-  c->add_option("--threads", o.threads, "CPU threads (0: libtorch's default)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cli::add_device_options(c, o.device, o.dtype, o.threads, cli::DeviceUse::Training);
   c->add_flag("--activation-checkpointing", o.activation_checkpointing,
               "Recompute each layer's activations in the backward pass: less memory, ~30% more time");
   c->add_flag("--deterministic", o.deterministic, "Deterministic algorithms (repeatable runs)");

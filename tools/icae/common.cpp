@@ -15,16 +15,29 @@
 
 namespace icae::cli {
 
-void add_run_options(CLI::App* cmd, RunOptions& o) {
-  cmd->add_option("--device", o.device, "Where to run: cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o.dtype,
-                  "Weight and activation type: f32, bf16, f16 or auto (bf16 on CUDA and on CPUs that compute\n"
-                  "bf16 natively: AMX or AVX512-BF16; f32 elsewhere, where bf16 is emulated and slow)")
-      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}))
-      ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core, or OMP_NUM_THREADS)")
+void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, int& threads, DeviceUse use) {
+  cmd->add_option("--device", device, "Where to run: cpu, cuda or cuda:N")->capture_default_str();
+  if (use == DeviceUse::Training) {
+    cmd->add_option("--dtype", dtype,
+                    "Base model type: auto, bf16 or f32 (trainable tensors are always float32). auto: bf16 on CUDA\n"
+                    "and on CPUs that compute bf16 natively (AMX, AVX512-BF16), f32 elsewhere: there bf16 is\n"
+                    "emulated and a SmolLM2 update took ~30x longer than in f32. The run records the choice.")
+        ->check(CLI::IsMember({"auto", "f32", "bf16"}))
+        ->capture_default_str();
+  } else {
+    cmd->add_option("--dtype", dtype,
+                    "Weight and activation type: f32, bf16, f16 or auto (bf16 on CUDA and on CPUs that compute\n"
+                    "bf16 natively: AMX or AVX512-BF16; f32 elsewhere, where bf16 is emulated and slow)")
+        ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}))
+        ->capture_default_str();
+  }
+  cmd->add_option("--threads", threads, "CPU threads (0: one per core, or OMP_NUM_THREADS)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+}
+
+void add_run_options(CLI::App* cmd, RunOptions& o) {
+  add_device_options(cmd, o.device, o.dtype, o.threads);
   cmd->add_flag("--dense-decode", o.dense_decode,
                 "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks\n"
                 "(the default uses the blocks where their kernels are vectorised: AVX-512)");

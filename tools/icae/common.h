@@ -16,6 +16,11 @@ struct RunOptions {
 };
 
 void add_run_options(CLI::App* cmd, RunOptions& options);
+// --device, --dtype, --threads alone: the one declaration of them (add_run_options adds
+// --dense-decode). Training takes auto, f32 or bf16 (f16 is not safe to train in).
+enum class DeviceUse { Inference, Training };
+void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, int& threads,
+                        DeviceUse use = DeviceUse::Inference);
 // --temperature, --top-k, --top-p, --seed, --repetition-penalty, --no-repeat-ngram.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& sampling);
 // Applies --threads and turns --device/--dtype into load options; clear errors when CUDA is
