@@ -111,6 +111,22 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, std::option
 }
 
 Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(DistributedEnv::from_environment()) {
+  build_run(resuming);
+}
+
+// A run, assembled in the order its parts depend on each other.
+void Trainer::build_run(bool resuming) {
+  set_up_execution();
+  load_model();
+  build_icae(resuming);
+  build_data();
+  build_optimizer(resuming);
+  if (resuming) restore();
+  record_run(resuming);
+}
+
+// Threads, ranks and determinism.
+void Trainer::set_up_execution() {
   if (options_.threads > 0) at::set_num_threads(options_.threads);
   if (dist_.active()) {
     ICAE_CHECK(parse_device(options_.device).is_cpu(), ErrorKind::Unsupported,
@@ -121,6 +137,10 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
                    dist_.master_port);
   }
   if (options_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+}
+
+// The base model and its tokenizer, in the run's resolved dtype.
+void Trainer::load_model() {
   TextModelOptions tmo;
   tmo.load.device = parse_device(options_.device);
   // "auto" becomes what this machine runs fast, and config.json records that, so a resume on
@@ -134,9 +154,11 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
   tmo.tokenizer_path = options_.tokenizer;
   text_ = load_text_model(options_.model, tmo);
   base_fingerprint_ = text_.model->fingerprint();
-  const int64_t eos = text_.tokenizer->eos_id();
-  ICAE_CHECK(eos >= 0, ErrorKind::Unsupported, options_.model + ": the tokenizer has no EOS token, which ICAE targets need");
+  ICAE_CHECK(text_.tokenizer->eos_id() >= 0, ErrorKind::Unsupported,
+             options_.model + ": the tokenizer has no EOS token, which ICAE targets need");
+}
 
+void Trainer::build_icae(bool resuming) {
   // The ICAE: from --init for fine-tuning (and for pretraining that continues from an adapter:
   // a warm start with fresh optimizer moments, e.g. a milestone committed without its
   // checkpoint), else new. A resumed run loads its checkpoint below instead.
@@ -167,8 +189,11 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
     c.spread_memory_positions = options_.memory_positions == "spread";
     icae_ = std::make_unique<Icae>(text_.model, c, options_.seed);
   }
+}
 
-  // Data: the training stream, the held-out examples.
+// The training stream (this rank's share), the held-out examples, how samples are made.
+void Trainer::build_data() {
+  const bool finetune = options_.mode == "finetune";
   DataOptions data;
   data.kind = finetune ? DataKind::Pwc : DataKind::Text;
   data.max_context = options_.max_context;
@@ -179,8 +204,8 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
   so.shuffle_buffer = options_.shuffle_buffer;
   so.rank = dist_.rank;
   so.world_size = dist_.world_size;
-  const auto train_files = list_data_files(options_.train_data);
-  stream_ = std::make_unique<ExampleStream>(train_files, text_.tokenizer, data, so, bad_data_);
+  train_files_ = list_data_files(options_.train_data);
+  stream_ = std::make_unique<ExampleStream>(train_files_, text_.tokenizer, data, so, bad_data_);
   if (!options_.eval_data.empty()) {
     BadDataLog eval_log(options_.strict_data);
     eval_examples_ = read_first_examples(list_data_files(options_.eval_data), *text_.tokenizer, data,
@@ -192,14 +217,18 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
   sample_options_.lm.leave_tokens_for_lm = options_.leave_tokens_for_lm;
   sample_options_.lm.min_tokens_for_lm = options_.min_tokens_for_lm;
   sample_options_.seed = options_.seed;
-  sample_options_.eos_id = eos;
+  sample_options_.eos_id = text_.tokenizer->eos_id();
   if (finetune) sample_options_.ft_template = make_ft_template(options_.templ, *text_.tokenizer);
+  data_options_ = data;
+}
 
+// The projector's starting scale (a new run), AdamW's parameter groups, the dropout stream.
+void Trainer::build_optimizer(bool resuming) {
   // A new run calibrates the projector on its first contexts (deterministic: the stream's
   // first examples, read apart from the stream itself).
   if (!resuming && icae_->projector().active() && options_.init.empty()) {
     BadDataLog quiet(false, 0);
-    auto first = read_first_examples(train_files, *text_.tokenizer, data, 8, quiet);
+    auto first = read_first_examples(train_files_, *text_.tokenizer, data_options_, 8, quiet);
     std::vector<std::vector<int64_t>> contexts;
     for (auto& e : first) contexts.push_back(e.context);
     const double s = icae_->calibrate_projector(contexts);
@@ -220,8 +249,11 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
   optimizer_ = std::make_unique<AdamW>(std::move(params), AdamWOptions{});
   // Each rank its own dropout stream. Checkpoints hold rank 0's; other ranks reseed on resume.
   generator_ = make_generator(icae_->base().device(), options_.seed + 17 + 1000003ull * dist_.rank);
+}
 
-  if (resuming) {
+// The checkpoint's state, and the data stream replayed to where it was.
+void Trainer::restore() {
+  {
     const std::string ckpt = run_file(options_, "checkpoint.safetensors");
     ICAE_CHECK(fs::exists(ckpt), ErrorKind::Io, options_.out + ": no checkpoint.safetensors to resume from");
     at::Generator loaded = generator_->clone();
@@ -234,12 +266,16 @@ Trainer::Trainer(TrainOptions o, bool resuming) : options_(std::move(o)), dist_(
                    static_cast<long long>(progress_.examples_drawn));
     stream_->skip_to_global(progress_.examples_drawn);
   }
-  if (!leader()) return;  // rank 0 writes the run folder
+}
+
+// Rank 0 writes the run folder: the metrics log and config.json.
+void Trainer::record_run(bool resuming) {
+  if (!leader()) return;
   metrics_ = std::make_unique<MetricsLog>(run_file(options_, "metrics.jsonl"), resuming ? progress_.step : -1);
 
   nlohmann::json config = {{"options", to_json(options_)},
                            {"base_model", {{"path", options_.model}, {"fingerprint", base_fingerprint_}}},
-                           {"train_files", train_files},
+                           {"train_files", train_files_},
                            {"world_size", dist_.world_size},
                            {"trainable_parameters", 0}};
   int64_t n = 0;
@@ -262,12 +298,11 @@ std::vector<MicroBatch> Trainer::next_batch(double rate) {
 }
 
 StepStats Trainer::step() {
-  const double rate = options_.mode == "finetune"
-                          ? 0.0
-                          : curriculum_rate(options_.rate, options_.curriculum_steps, progress_.step);
+  const Scheduler& when = scheduler();
+  const double rate = when.tokens_per_slot(progress_.step);
   const auto batch = next_batch(rate);
   StepConfig sc;
-  sc.lr_factor = lr_factor(parse_schedule(options_.schedule), progress_.step, options_.warmup, options_.steps);
+  sc.lr_factor = when.lr_factor(progress_.step);
   sc.clip = options_.clip;
   sc.rate = rate;
   sc.generator = &*generator_;
@@ -435,88 +470,91 @@ std::string eval_line(int64_t step, const nlohmann::json& m) {
 }
 }  // namespace
 
+// The loop: next batch -> step -> what the schedule says after it (log, evaluate, save, stop).
 int Trainer::run() {
   SignalScope signals;
+  const Scheduler& when = scheduler();
   Progress progress(options_.steps);
-  const Schedule schedule = parse_schedule(options_.schedule);
-  bool warned_plateau = false;
-  double window_tokens = 0, window_seconds = 0;
-  int exit_code = 0;
-  if (leader() && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0) {
-    EvalResult e = evaluate();
-    metrics_->write(e.metrics);
-    progress.message(eval_line(0, e.metrics));
-  }
+  if (when.evaluate_at_start(progress_.step)) evaluate_and_record(progress);
   // The other ranks wait here, not in the first update's all-reduce, while rank 0 evaluates.
-  if (comm_ && progress_.step == 0 && !eval_examples_.empty() && options_.eval_every > 0)
-    comm_->all_reduce_sum({0.0}, /*leader_work=*/true);
-  // --stop-after ends this invocation early without changing the schedule (a milestone of a longer run).
-  const int64_t last = options_.stop_after > 0 ? std::min(options_.stop_after, options_.steps) : options_.steps;
-  while (progress_.step < last) {
-    const double lr = options_.lr * lr_factor(schedule, progress_.step, options_.warmup, options_.steps);
-    StepStats s = step();
+  if (comm_ && when.evaluate_at_start(progress_.step)) comm_->all_reduce_sum({0.0}, /*leader_work=*/true);
+  int exit_code = 0;
+  while (progress_.step < when.last()) {
+    const double lr = when.lr(progress_.step);
+    const StepStats s = step();
     if (!s.finite) {
-      if (leader()) progress.message("error: the loss or the gradient became " + std::string(std::isnan(s.loss) ? "NaN" : "infinite") +
-                       " at step " + std::to_string(progress_.step + 1) +
-                       " (no update made). The last good checkpoint is kept in " + options_.out +
-                       "; try a lower --lr or --clip, or --dtype f32.");
+      if (leader())
+        progress.message("error: the loss or the gradient became " + std::string(std::isnan(s.loss) ? "NaN" : "infinite") +
+                         " at step " + std::to_string(progress_.step + 1) + " (no update made). The last good checkpoint is kept in " +
+                         options_.out + "; try a lower --lr or --clip, or --dtype f32.");
       exit_code = 3;
       break;
     }
-    window_tokens += static_cast<double>(s.context_tokens);
-    window_seconds += s.seconds;
-    const bool log_step = progress_.step % options_.log_every == 0 || progress_.step == last;
-    const double tps = window_seconds > 0 ? window_tokens / window_seconds : 0;
-    const double eta = (options_.steps - progress_.step) * (window_seconds / std::max(1.0, window_tokens)) *
-                       static_cast<double>(s.context_tokens);
-    if (leader()) progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
-    if (log_step && leader()) {
-      nlohmann::json rec = step_record(s, lr);
-      rec["tokens_per_s"] = tps;
-      metrics_->write(rec);
-      window_tokens = window_seconds = 0;
-    }
-    // Every rank knows when rank 0 evaluates (the other ranks wait for it longer then).
-    const bool eval_now_any = options_.eval_every > 0 && !eval_examples_.empty() &&
-                              (progress_.step % options_.eval_every == 0 || progress_.step == last);
-    const bool eval_now = leader() && eval_now_any;
-    if (eval_now) {
-      EvalResult e = evaluate();
-      const auto& m = e.metrics;
-      if (m.contains("eval_ae_loss") && progress_.step >= options_.plateau_check_step &&
-          m["eval_ae_loss"].get<double>() >= 0.95 * m["eval_plain_lm_loss"].get<double>()) {
-        e.metrics["plateau_warning"] = true;
-        if (!warned_plateau)
-          progress.message("warning: after " + std::to_string(progress_.step) +
-                           " updates the held-out AE loss is still within 5% of the plain-LM loss of the same text: the "
-                           "slots carry little. Try --projector linear, --curriculum N, a higher --mem-lr or a longer "
-                           "warm-up.");
-        warned_plateau = true;
-      }
-      metrics_->write(e.metrics);
-      progress.message(eval_line(progress_.step, m));
-    }
+    record_step(s, lr, progress);
+    const bool evaluate_now = when.evaluate(progress_.step);  // every rank knows; rank 0 evaluates
+    if (evaluate_now) evaluate_and_record(progress);
     // A stop request on any rank stops every rank after the same update.
     bool stop = g_stop.load();
-    if (comm_) stop = comm_->all_reduce_sum({stop ? 1.0 : 0.0}, /*leader_work=*/eval_now_any)[0] > 0;
-    if ((options_.save_every > 0 && progress_.step % options_.save_every == 0) || progress_.step == last || stop) {
-      save();
-    }
+    if (comm_) stop = comm_->all_reduce_sum({stop ? 1.0 : 0.0}, /*leader_work=*/evaluate_now)[0] > 0;
+    if (when.save(progress_.step) || stop) save();
     if (stop) {
-      if (leader()) progress.message("stopped by a signal at step " + std::to_string(progress_.step) + "; saved. Continue with: icae " +
-                       options_.mode + " --resume " + options_.out);
+      if (leader())
+        progress.message("stopped by a signal at step " + std::to_string(progress_.step) +
+                         "; saved. Continue with: icae " + options_.mode + " --resume " + options_.out);
       break;
     }
   }
   progress.finish();
-  if (leader() && exit_code == 0 && progress_.step == last && last < options_.steps)
+  if (leader() && exit_code == 0 && when.stopped_early(progress_.step))
     std::fprintf(stderr, "stopped after update %lld as --stop-after asked (schedule: %lld updates); continue with: icae %s --resume %s\n",
-                 static_cast<long long>(last), static_cast<long long>(options_.steps), options_.mode.c_str(),
+                 static_cast<long long>(progress_.step), static_cast<long long>(options_.steps), options_.mode.c_str(),
                  options_.out.c_str());
   if (leader() && bad_data_->count() > 0)
     std::fprintf(stderr, "note: %lld bad records were skipped (first: %s)\n", static_cast<long long>(bad_data_->count()),
                  bad_data_->messages().empty() ? "?" : bad_data_->messages().front().c_str());
   return exit_code;
+}
+
+const Scheduler& Trainer::scheduler() {
+  if (!scheduler_) scheduler_ = std::make_unique<Scheduler>(options_, !eval_examples_.empty());
+  return *scheduler_;
+}
+
+// The live progress line, and a metrics line every log step (throughput over the window since the last).
+void Trainer::record_step(const StepStats& s, double lr, Progress& progress) {
+  window_tokens_ += static_cast<double>(s.context_tokens);
+  window_seconds_ += s.seconds;
+  const bool log_step = scheduler().log(progress_.step);
+  const double tps = window_seconds_ > 0 ? window_tokens_ / window_seconds_ : 0;
+  const double eta = (options_.steps - progress_.step) * (window_seconds_ / std::max(1.0, window_tokens_)) *
+                     static_cast<double>(s.context_tokens);
+  if (!leader()) return;
+  progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
+  if (!log_step) return;
+  nlohmann::json rec = step_record(s, lr);
+  rec["tokens_per_s"] = tps;
+  metrics_->write(rec);
+  window_tokens_ = window_seconds_ = 0;
+}
+
+// Rank 0 evaluates, writes the metrics and says so; a plateau (AE loss still at the plain-LM
+// level) is flagged, and warned about once.
+void Trainer::evaluate_and_record(Progress& progress) {
+  if (!leader()) return;
+  EvalResult e = evaluate();
+  auto& m = e.metrics;
+  if (progress_.step > 0 && m.contains("eval_ae_loss") && scheduler().plateau_check(progress_.step) &&
+      m["eval_ae_loss"].get<double>() >= 0.95 * m["eval_plain_lm_loss"].get<double>()) {
+    m["plateau_warning"] = true;
+    if (!warned_plateau_)
+      progress.message("warning: after " + std::to_string(progress_.step) +
+                       " updates the held-out AE loss is still within 5% of the plain-LM loss of the same text: the "
+                       "slots carry little. Try --projector linear, --curriculum N, a higher --mem-lr or a longer "
+                       "warm-up.");
+    warned_plateau_ = true;
+  }
+  metrics_->write(m);
+  progress.message(eval_line(progress_.step, m));
 }
 
 }  // namespace icae::train

@@ -18,6 +18,7 @@
 #include "icae/train/metrics_log.h"
 #include "icae/train/options.h"
 #include "icae/train/samples.h"
+#include "icae/train/scheduler.h"
 #include "icae/train/step.h"
 #include "icae/train/training_state.h"
 
@@ -52,6 +53,18 @@ class Trainer {
 
  private:
   Trainer(TrainOptions options, bool resuming);
+  // Assembling a run (build_run calls the rest in order).
+  void build_run(bool resuming);
+  void set_up_execution();
+  void load_model();
+  void build_icae(bool resuming);
+  void build_data();
+  void build_optimizer(bool resuming);
+  void restore();
+  void record_run(bool resuming);
+  const Scheduler& scheduler();
+  void record_step(const StepStats& s, double lr, Progress& progress);
+  void evaluate_and_record(Progress& progress);
   bool leader() const { return dist_.rank == 0; }  // rank 0 writes files and prints
   std::vector<MicroBatch> next_batch(double rate);
   nlohmann::json step_record(const StepStats& s, double lr) const;
@@ -71,6 +84,11 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;
   std::string base_fingerprint_;
   double last_good_loss_ = 0;
+  std::vector<std::string> train_files_;
+  DataOptions data_options_;
+  std::unique_ptr<Scheduler> scheduler_;
+  double window_tokens_ = 0, window_seconds_ = 0;  // throughput since the last metrics line
+  bool warned_plateau_ = false;
 };
 
 }  // namespace icae::train
