@@ -51,3 +51,27 @@ TEST(BenchCli, TinyModelDefaultTableInUnderAMinute) {
 }
 
 }  // namespace
+
+// The bundled fine-tuned adapter answers through SmolLM2's chatml template, which needs the GGUF's
+// own tokenizer (once refused: "FT template 'chatml' needs the model's tokenizer"); and a random
+// adapter of either slot kind.
+TEST(BenchCli, BundledChatmlAdapterAndBothSlotKindsOnSmolLM2) {
+  const std::string model = std::string(ICAE_SOURCE_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (std::FILE* f = std::fopen(model.c_str(), "rb")) {
+    std::fclose(f);
+  } else {
+    GTEST_SKIP() << "no " << model << " (scripts/fetch-model)";
+  }
+  const std::string base = std::string(ICAE_CLI_PATH) + " bench --model " + model +
+                           " --batch 1 --context 64 --gen 2 --threads 1 --json 2>/dev/null";
+  for (const std::string extra : {" --adapter " + std::string(ICAE_SOURCE_DIR) + "/models/demo/adapter-ft.safetensors",
+                                  std::string(" -k 16 --lora-r 4 --slot-kind embedding"),
+                                  std::string(" -k 16 --lora-r 4 --slot-kind kv")}) {
+    int status = 0;
+    const std::string out = run_capture(base + extra, &status);
+    ASSERT_EQ(status, 0) << extra << ": " << out;
+    const auto j = nlohmann::json::parse(out);
+    EXPECT_EQ(j.at("rows").size(), 1u);
+    if (extra.find("kv") != std::string::npos) EXPECT_EQ(j.at("slot_kind"), "kv");
+  }
+}
