@@ -15,7 +15,7 @@
 #include <optional>
 #include <string>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/infer/fingerprint.h"
 #include "icae/infer/session.h"
 #include "icae/infer/slot_file.h"

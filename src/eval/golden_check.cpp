@@ -5,7 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/infer/generate.h"
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"

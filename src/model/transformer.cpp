@@ -14,7 +14,7 @@
 #include "icae/model/lora.h"
 #include "icae/model/tensor_names.h"
 #include "icae/util/error.h"
-#include "checkpointing.h"
+#include "activation_checkpoint.h"
 #include "rope.h"
 
 namespace icae {

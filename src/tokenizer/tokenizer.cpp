@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "icae/tokenizer/bpe_model.h"
-#include "icae/tokenizer/decoder.h"
+#include "icae/tokenizer/detokenizer.h"
 #include "icae/tokenizer/json_util.h"
 #include "icae/tokenizer/normalizer.h"
 #include "icae/tokenizer/pre_tokenizer.h"
@@ -32,7 +32,7 @@ Tokenizer::Tokenizer(const nlohmann::json& j) {
   pre_tokenizer_ = make_pre_tokenizer(get("pre_tokenizer"));
   byte_level_ = pre_tokenizer_ && pre_tokenizer_->byte_level();
   model_ = std::make_unique<BpeModel>(*model, byte_level_);
-  decoder_ = make_decoder(get("decoder"));
+  detokenizer_ = make_detokenizer(get("decoder"));
   added_ = AddedTokens(get("added_tokens"));
   post_ = make_post_processing(get("post_processor"));
 
@@ -179,7 +179,7 @@ std::string Tokenizer::decode(const TokenId* ids, size_t count, const DecodeOpti
     if (options.skip_special && is_special(ids[i])) continue;
     tokens.push_back(id_to_token(ids[i]));
   }
-  if (decoder_) decoder_->decode_chain(tokens);
+  if (detokenizer_) detokenizer_->decode_chain(tokens);
   else if (tokens.size() > 1) {  // no decoder: Hugging Face joins the tokens with spaces
     std::string joined = tokens[0];
     for (size_t i = 1; i < tokens.size(); ++i) joined += " " + tokens[i];

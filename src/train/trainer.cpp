@@ -16,7 +16,7 @@
 #include <thread>
 #include <utility>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/eval/text_metrics.h"
 #include "icae/infer/generate.h"
 #include "icae/io/data_files.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/infer/text_model.h"
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"

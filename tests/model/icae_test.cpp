@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/eval/golden_check.h"
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/eval/golden_check.h"

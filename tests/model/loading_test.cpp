@@ -9,7 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"
 #include "icae/model/config.h"

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "icae/api.h"
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/core/icae.h"
 #include "icae/io/model_loader.h"
 #include "icae/io/tensor_io.h"

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/core/icae.h"
 #include "icae/io/model_loader.h"
 #include "icae/model/transformer.h"

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <thread>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/io/data_files.h"
 #include "icae/io/tensor_io.h"
 #include "icae/tokenizer/tokenizer.h"

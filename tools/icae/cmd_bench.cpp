@@ -13,7 +13,7 @@
 
 #include "command.h"
 #include "common.h"
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/eval/latency_bench.h"
 #include "icae/eval/model_shapes.h"
 #include "icae/infer/session.h"

@@ -7,7 +7,7 @@
 
 #include "command.h"
 #include "common.h"
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/infer/text_model.h"
 #include "icae/util/device.h"
 #include "icae/util/error.h"

@@ -11,7 +11,7 @@
 #include "command.h"
 #include "common.h"
 #include "usage.h"
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/core/prompt_layout.h"
 #include "icae/infer/generate.h"
 #include "icae/infer/session.h"

@@ -1,7 +1,7 @@
 // The metadata of icae's own safetensors files, read and checked without libtorch: slot files
 // (the "icae_slots" header and the "slots" tensor) and adapters (the "icae" header, and the tensor
 // names and shapes of both our layout and the released ICAE v2 one). The libtorch loaders
-// (infer/slot_file.cpp, core/checkpoint.cpp) call these first and only turn views into tensors;
+// (infer/slot_file.cpp, core/adapter_file.cpp) call these first and only turn views into tensors;
 // fuzz/icae_files_fuzz.cpp runs them on arbitrary file images.
 #pragma once
 #include <cstdint>

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 #include "icae/core/prompt_layout.h"
 #include "icae/infer/generate.h"
 #include "icae/infer/row_decoder.h"

@@ -28,7 +28,7 @@ using TokenId = int32_t;
 class BpeModel;
 class Normalizer;
 class PreTokenizer;
-class Decoder;
+class Detokenizer;
 
 enum class InvalidUtf8 {
   Error,   // throw icae::Error(BadInput) naming the byte offset (the default)
@@ -94,7 +94,7 @@ class Tokenizer {
   std::unique_ptr<Normalizer> normalizer_;
   std::unique_ptr<PreTokenizer> pre_tokenizer_;
   std::unique_ptr<BpeModel> model_;
-  std::unique_ptr<Decoder> decoder_;
+  std::unique_ptr<Detokenizer> detokenizer_;
   AddedTokens added_;
   PostProcessing post_;
   std::vector<int32_t> added_index_;  // id -> index in added_tokens(), or -1

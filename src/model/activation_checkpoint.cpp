@@ -1,4 +1,4 @@
-#include "checkpointing.h"
+#include "activation_checkpoint.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>

@@ -1,4 +1,4 @@
-#include "icae/tokenizer/decoder.h"
+#include "icae/tokenizer/detokenizer.h"
 
 #include "icae/tokenizer/json_util.h"
 #include "icae/tokenizer/unicode.h"
@@ -7,20 +7,20 @@
 namespace icae::tok {
 namespace {
 
-class SequenceDecoder final : public Decoder {
+class SequenceDecoder final : public Detokenizer {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Detokenizer>> parts) : parts_(std::move(parts)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& p : parts_) p->decode_chain(tokens);
   }
 
  private:
-  std::vector<std::unique_ptr<Decoder>> parts_;
+  std::vector<std::unique_ptr<Detokenizer>> parts_;
 };
 
 // GPT-2 alphabet -> bytes, all tokens joined; a token with a character outside the alphabet
 // (an added token, say) is taken as it is.
-class ByteLevelDecoder final : public Decoder {
+class ByteLevelDecoder final : public Detokenizer {
  public:
   void decode_chain(std::vector<std::string>& tokens) const override {
     std::string bytes;
@@ -48,7 +48,7 @@ int fallback_byte(const std::string& t) {
 }
 
 // Runs of <0xNN> tokens -> the bytes they spell if valid UTF-8, else one U+FFFD per byte.
-class ByteFallbackDecoder final : public Decoder {
+class ByteFallbackDecoder final : public Detokenizer {
  public:
   void decode_chain(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
@@ -80,7 +80,7 @@ class ByteFallbackDecoder final : public Decoder {
   }
 };
 
-class FuseDecoder final : public Decoder {
+class FuseDecoder final : public Detokenizer {
  public:
   void decode_chain(std::vector<std::string>& tokens) const override {
     std::string all;
@@ -90,7 +90,7 @@ class FuseDecoder final : public Decoder {
 };
 
 // Removes up to `start` leading and `stop` trailing copies of one character from each token.
-class StripDecoder final : public Decoder {
+class StripDecoder final : public Detokenizer {
  public:
   StripDecoder(std::string content, size_t start, size_t stop) : c_(std::move(content)), start_(start), stop_(stop) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
@@ -109,7 +109,7 @@ class StripDecoder final : public Decoder {
   size_t start_, stop_;
 };
 
-class ReplaceDecoder final : public Decoder {
+class ReplaceDecoder final : public Detokenizer {
  public:
   ReplaceDecoder(std::string literal, std::unique_ptr<detail::Regex> regex, std::string content)
       : literal_(std::move(literal)), regex_(std::move(regex)), content_(std::move(content)) {}
@@ -144,7 +144,7 @@ class ReplaceDecoder final : public Decoder {
 
 // "▁" -> " "; in the first token the replacement characters are dropped (Hugging Face's rule)
 // unless the prepend scheme is "never".
-class MetaspaceDecoder final : public Decoder {
+class MetaspaceDecoder final : public Detokenizer {
  public:
   MetaspaceDecoder(std::string repl, bool strip_first) : repl_(std::move(repl)), strip_first_(strip_first) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
@@ -169,15 +169,15 @@ class MetaspaceDecoder final : public Decoder {
 
 }  // namespace
 
-std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where) {
+std::unique_ptr<Detokenizer> make_detokenizer(const nlohmann::json& j, const std::string& where) {
   if (j.is_null()) return nullptr;
   const std::string type = json_type(j, where);
   if (type == "Sequence") {
     auto it = j.find("decoders");
     if (it == j.end() || !it->is_array()) bad_json(where, "Sequence needs an array \"decoders\"");
-    std::vector<std::unique_ptr<Decoder>> parts;
+    std::vector<std::unique_ptr<Detokenizer>> parts;
     for (size_t i = 0; i < it->size(); ++i) {
-      auto p = make_decoder((*it)[i], where + ".decoders[" + std::to_string(i) + "]");
+      auto p = make_detokenizer((*it)[i], where + ".decoders[" + std::to_string(i) + "]");
       if (p) parts.push_back(std::move(p));
     }
     return std::make_unique<SequenceDecoder>(std::move(parts));

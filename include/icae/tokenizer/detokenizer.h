@@ -1,4 +1,4 @@
-// Decoders of tokenizer.json ("decoder"): turn token strings back into text.
+// Detokenizers: the "decoder" of tokenizer.json, which turns token strings back into text.
 // Supported: Sequence, ByteLevel, ByteFallback, Metaspace, Fuse, Strip, Replace.
 // Like Hugging Face tokenizers, byte sequences that are not valid UTF-8 come out as U+FFFD
 // (ByteLevel: one per maximal invalid subpart; ByteFallback: one per byte).
@@ -10,14 +10,14 @@
 
 namespace icae::tok {
 
-class Decoder {
+class Detokenizer {
  public:
-  virtual ~Decoder() = default;
+  virtual ~Detokenizer() = default;
   // Rewrites the list of token strings (may merge them).
   virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
 };
 
 // Builds the decoder described by j (null -> nullptr: tokens are then joined with spaces).
-std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where = "decoder");
+std::unique_ptr<Detokenizer> make_detokenizer(const nlohmann::json& j, const std::string& where = "decoder");
 
 }  // namespace icae::tok

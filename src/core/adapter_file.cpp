@@ -1,4 +1,4 @@
-#include "icae/core/checkpoint.h"
+#include "icae/core/adapter_file.h"
 
 #include <ATen/ATen.h>
 
