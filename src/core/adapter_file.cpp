@@ -16,9 +16,33 @@ namespace {
 constexpr int kFormatVersion = 1;
 }  // namespace
 
+nlohmann::json icae_config_to_json(const IcaeConfig& c) {
+  const LoraConfig& l = c.lora;
+  return {{"mem_size", c.mem_size},
+          {"compression_rate", c.compression_rate},
+          {"lora", {{"r", l.r}, {"alpha", l.alpha}, {"dropout", l.dropout}, {"target_modules", l.target_modules}}},
+          {"projector", projector_name(c.projector)},
+          {"slot_kind", slot_kind_name(c.slot_kind)},
+          {"memory_positions", c.spread_memory_positions ? "spread" : "after"}};
+}
+
+IcaeConfig icae_config_from_json(const nlohmann::json& j) {
+  IcaeConfig c;
+  c.mem_size = j.at("mem_size").get<int64_t>();
+  c.compression_rate = j.at("compression_rate").get<double>();
+  const auto& l = j.at("lora");
+  c.lora.r = l.at("r").get<int64_t>();
+  c.lora.alpha = l.at("alpha").get<double>();
+  c.lora.dropout = l.value("dropout", 0.0);
+  c.lora.target_modules = l.at("target_modules").get<std::vector<std::string>>();
+  c.projector = parse_projector(j.value("projector", "none"));
+  c.slot_kind = parse_slot_kind(j.value("slot_kind", "embedding"));
+  c.spread_memory_positions = j.value("memory_positions", "after") == "spread";
+  return c;
+}
+
 void save_adapter(const std::string& path, const Icae& icae, const AdapterInfo& info) {
   const ModelConfig& mc = icae.base().config();
-  const LoraConfig& lc = icae.config().lora;
   const SpecialIds& ids = icae.ids();
   nlohmann::json header = {
       {"format", "icae-adapter"},
@@ -30,18 +54,13 @@ void save_adapter(const std::string& path, const Icae& icae, const AdapterInfo& 
         {"vocab_size", mc.vocab_size},
         {"hidden_size", mc.hidden_size},
         {"num_hidden_layers", mc.num_hidden_layers}}},
-      {"mem_size", icae.config().mem_size},
-      {"compression_rate", icae.config().compression_rate},
-      {"lora", {{"r", lc.r}, {"alpha", lc.alpha}, {"dropout", lc.dropout}, {"target_modules", lc.target_modules}}},
       {"special_ids",
        {{"pad", ids.pad}, {"mem_first", ids.mem_first}, {"mem_last", ids.mem_last}, {"ae", ids.ae},
         {"lm", ids.lm}, {"ft", ids.ft}}},
-      {"projector", projector_name(icae.config().projector)},
-      {"slot_kind", slot_kind_name(icae.config().slot_kind)},
-      {"memory_positions", icae.config().spread_memory_positions ? "spread" : "after"},
       {"chat_template", info.chat_template},
       {"notes", info.notes},
   };
+  header.update(icae_config_to_json(icae.config()));
   if (!info.training.is_null()) header["training"] = info.training;
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   const at::ScalarType type = info.store_dtype.value_or(at::kFloat);
@@ -68,15 +87,7 @@ LoadedAdapter load_adapter(const std::string& path, std::shared_ptr<const Transf
     out.info.chat_template = h.chat_template;
     out.info.notes = h.notes;
     out.info.training = std::move(h.training);
-    config.mem_size = h.mem_size;
-    config.compression_rate = h.compression_rate;
-    config.lora.r = h.lora_r;
-    config.lora.alpha = h.lora_alpha;
-    config.lora.dropout = h.lora_dropout;
-    config.lora.target_modules = h.target_modules;
-    config.projector = parse_projector(h.projector);
-    config.slot_kind = parse_slot_kind(h.slot_kind);
-    config.spread_memory_positions = h.memory_positions == "spread";
+    config = icae_config_from_json(nlohmann::json::parse(meta->second));  // checked just above
     if (!out.info.base_fingerprint.empty() && !options.allow_fingerprint_mismatch) {
       const std::string have = base->fingerprint();
       ICAE_CHECK(have == out.info.base_fingerprint, ErrorKind::Mismatch,

@@ -14,6 +14,32 @@ namespace icae::train {
   X(eval_every) X(save_every) X(log_every) X(eval_samples) X(eval_generate) X(plateau_check_step)      \
   X(device) X(dtype) X(threads) X(activation_checkpointing) X(deterministic) X(strict_data)
 
+IcaeConfig icae_config(const TrainOptions& o) {
+  IcaeConfig c;
+  c.mem_size = o.mem_size;
+  c.compression_rate = o.rate;
+  c.lora.r = o.lora_r;
+  c.lora.alpha = o.lora_alpha;
+  c.lora.dropout = o.lora_dropout;
+  c.lora.target_modules = o.targets;
+  c.projector = parse_projector(o.projector);
+  c.slot_kind = parse_slot_kind(o.slot_kind);
+  c.spread_memory_positions = o.memory_positions == "spread";
+  return c;
+}
+
+void set_icae_config(TrainOptions& o, const IcaeConfig& c) {
+  o.mem_size = c.mem_size;
+  o.rate = c.compression_rate;
+  o.lora_r = c.lora.r;
+  o.lora_alpha = c.lora.alpha;
+  o.targets = c.lora.target_modules;
+  o.projector = projector_name(c.projector);
+  o.slot_kind = slot_kind_name(c.slot_kind);
+  o.memory_positions = c.spread_memory_positions ? "spread" : "after";
+  // lora_dropout stays the run's own: a training setting, not part of the adapter's shape.
+}
+
 nlohmann::json to_json(const TrainOptions& o) {
   nlohmann::json j;
 #define X(f) j[#f] = o.f;

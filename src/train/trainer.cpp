@@ -168,25 +168,9 @@ void Trainer::build_icae(bool resuming) {
     icae_ = std::move(a.icae);
     icae_->set_lora_dropout(options_.lora_dropout);
     // The adapter decides the ICAE's shape; the run's config records it.
-    options_.mem_size = icae_->config().mem_size;
-    options_.rate = icae_->config().compression_rate;
-    options_.lora_r = icae_->config().lora.r;
-    options_.lora_alpha = icae_->config().lora.alpha;
-    options_.targets = icae_->config().lora.target_modules;
-    options_.projector = projector_name(icae_->config().projector);
-    options_.slot_kind = slot_kind_name(icae_->config().slot_kind);
-    options_.memory_positions = icae_->config().spread_memory_positions ? "spread" : "after";
+    set_icae_config(options_, icae_->config());
   } else {
-    IcaeConfig c;
-    c.mem_size = options_.mem_size;
-    c.compression_rate = options_.rate;
-    c.lora.r = options_.lora_r;
-    c.lora.alpha = options_.lora_alpha;
-    c.lora.dropout = options_.lora_dropout;
-    c.lora.target_modules = options_.targets;
-    c.projector = parse_projector(options_.projector);
-    c.slot_kind = parse_slot_kind(options_.slot_kind);
-    c.spread_memory_positions = options_.memory_positions == "spread";
+    const IcaeConfig c = icae_config(options_);
     icae_ = std::make_unique<Icae>(text_.model, c, options_.seed);
   }
 }

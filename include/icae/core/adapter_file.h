@@ -13,6 +13,13 @@
 
 namespace icae {
 
+// What an adapter is (IcaeConfig) as JSON, written once and read once: the adapter header's
+// "mem_size", "compression_rate", "lora" {r, alpha, dropout, target_modules}, "projector",
+// "slot_kind", "memory_positions". Reading takes a header that formats::parse_adapter_header has
+// checked (types and ranges); keys absent from older files keep IcaeConfig's defaults.
+nlohmann::json icae_config_to_json(const IcaeConfig& config);
+IcaeConfig icae_config_from_json(const nlohmann::json& j);
+
 struct AdapterInfo {
   std::string base_model;          // a name/path for people (not checked)
   std::string base_fingerprint;    // Transformer::fingerprint() of the base it was trained on

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "icae/core/icae.h"
+
 namespace icae::train {
 
 struct TrainOptions {
@@ -68,6 +70,12 @@ struct TrainOptions {
   bool deterministic = false;
   bool strict_data = false;
 };
+
+// The ICAE these options describe (k, rate, LoRA, projector, slot kind, memory positions), and
+// the reverse: a run that starts from an adapter records the adapter's shape. The one place
+// where the run's option names meet IcaeConfig's.
+IcaeConfig icae_config(const TrainOptions& o);
+void set_icae_config(TrainOptions& o, const IcaeConfig& c);
 
 nlohmann::json to_json(const TrainOptions& o);
 // Missing keys keep their defaults; unknown keys are an error (a typo in a hand-edited config).
