@@ -17,8 +17,9 @@
 #include <utility>
 
 #include "icae/core/adapter_file.h"
+#include "icae/eval/icae_eval.h"
 #include "icae/eval/text_metrics.h"
-#include "icae/infer/generate.h"
+#include "icae/infer/session.h"
 #include "icae/io/data_files.h"
 #include "icae/util/device.h"
 #include "icae/util/error.h"
@@ -77,11 +78,6 @@ void write_json_atomic(const std::string& path, const nlohmann::json& j) {
 std::string init_adapter_path(const std::string& init) {
   if (fs::is_directory(init)) return (fs::path(init) / "adapter.safetensors").string();
   return init;
-}
-
-std::vector<int64_t> strip_stop(std::vector<int64_t> ids, int64_t eos) {
-  if (!ids.empty() && ids.back() == eos) ids.pop_back();
-  return ids;
 }
 
 }  // namespace
@@ -387,27 +383,29 @@ EvalResult Trainer::evaluate() {
       }
       m["eval_plain_lm_loss"] = count ? sum / count : 0.0;
     }
-    // Greedy reconstruction of the first few contexts: BLEU-4 and exact-match prefix.
+    // Greedy reconstruction of the first few contexts, measured as `icae eval ae` measures it
+    // (eval::eval_ae over a session on this run's model and ICAE, whose weights it shares):
+    // BLEU-4, exact-match prefix, teacher-forced token accuracy.
     const int64_t n = std::min<int64_t>(options_.eval_generate, static_cast<int64_t>(eval_examples_.size()));
     if (n > 0) {
-      std::vector<eval::Ids> hyps, refs;
-      double prefix = 0, bleu = 0;
+      auto adapter = std::make_shared<LoadedAdapter>();
+      adapter->icae = std::make_unique<Icae>(*icae_);
+      Session session(std::make_shared<TextModel>(text_), adapter);
+      std::vector<eval::Ids> contexts;
+      std::vector<std::string> sources;
       for (int64_t i = 0; i < n; ++i) {
-        const auto& ctx = eval_examples_[i].context;
-        at::Tensor slots = icae_->compress(ctx);
-        GenerateOptions g;
-        g.max_new_tokens = static_cast<int64_t>(ctx.size()) + 1;
-        g.stop_ids = {eos};
-        auto out = generate(icae_->base(), icae_->decoder_input({ae_prefix(*icae_, slots.size(0))}, {slots}, Padding::Right).input, g);
-        hyps.push_back(strip_stop(out.ids, eos));
-        refs.push_back(ctx);
-        bleu += eval::bleu4(hyps.back(), ctx);
-        prefix += static_cast<double>(eval::exact_prefix(hyps.back(), ctx));
+        contexts.push_back(eval_examples_[i].context);
+        sources.push_back("eval " + std::to_string(i));
       }
-      m["eval_ae_bleu"] = bleu / n;
-      m["eval_ae_corpus_bleu"] = eval::corpus_bleu4(hyps, refs);
-      m["eval_ae_exact_prefix"] = prefix / n;
-      m["eval_ae_sample"] = text_.tokenizer->decode(std::vector<tok::TokenId>(hyps[0].begin(), hyps[0].end()));
+      eval::AeEvalOptions ao;
+      ao.batch = options_.batch;
+      ao.extra_tokens = 1;  // the context and its EOS
+      const eval::AeReport ae = eval::eval_ae(session, contexts, sources, ao);
+      m["eval_ae_bleu"] = ae.mean_bleu;
+      m["eval_ae_corpus_bleu"] = ae.corpus_bleu;
+      m["eval_ae_exact_prefix"] = ae.mean_exact_prefix;
+      m["eval_ae_token_accuracy"] = ae.mean_token_accuracy;
+      m["eval_ae_sample"] = session.detokenize(ae.samples[0].reconstruction);
     }
   }
   m["eval_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
