@@ -51,6 +51,20 @@ TEST_P(CudaGolden, EveryGoldenTensorMatchesOnCuda) {
 INSTANTIATE_TEST_SUITE_P(Golden, CudaGolden,
                          ::testing::Combine(::testing::Values("tiny-llama", "tiny-mistral"), ::testing::Bool()));
 
+// Key/value slots on CUDA against their reference (the kv_prefix, the capture and the
+// position-ordered mask on the device).
+TEST_P(CudaGolden, EveryKeyValueGoldenTensorMatchesOnCuda) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const auto& [name, bf16] = GetParam();
+  GoldenCheckOptions o;
+  o.device = at::Device(at::kCUDA, 0);
+  o.dtype = bf16 ? at::kBFloat16 : at::kFloat;
+  o.slot_kind = SlotKind::KeyValue;
+  o.kv_golden = std::string(ICAE_SOURCE_DIR) + "/tests/data/golden-kv/" + name + ".safetensors";
+  GoldenReport r = check_golden(test::golden_dir(name), o);
+  for (const auto& i : r.items) EXPECT_TRUE(i.ok) << i.name << ": error " << i.error << " > " << i.tolerance;
+}
+
 // The inference session on CUDA: the golden greedy reconstruction (from the golden slots, which
 // arrive on the CPU as from a slot file, and from the session's own compression), and batched
 // generation with rows of different lengths equal, row for row, to one-by-one.
