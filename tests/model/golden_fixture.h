@@ -26,6 +26,13 @@ struct GoldenFixture {
   TensorMap golden;
 };
 
+// The same trained tensors read as a key/value-slot ICAE (the golden-kv reference did this).
+inline std::unique_ptr<Icae> as_key_value(const Icae& e) {
+  IcaeConfig c = e.config();
+  c.slot_kind = SlotKind::KeyValue;
+  return std::make_unique<Icae>(e.base_ptr(), c, e.lora(), e.memory_embed(), e.projector());
+}
+
 inline GoldenFixture load_golden_fixture(const std::string& name, at::Device device = at::kCPU) {
   const std::string dir = golden_dir(name);
   GoldenFixture f;

@@ -29,12 +29,9 @@ std::string kv_golden_file(const std::string& name) {
 }
 
 // The golden adapter's tensors read as a key/value-slot ICAE (what the reference did).
-std::shared_ptr<LoadedAdapter> as_kv(const LoadedAdapter& a, std::shared_ptr<const Transformer> base) {
+std::shared_ptr<LoadedAdapter> as_kv(const LoadedAdapter& a) {
   auto out = std::make_shared<LoadedAdapter>();
-  IcaeConfig c = a.icae->config();
-  c.slot_kind = SlotKind::KeyValue;
-  Icae& e = *a.icae;
-  out->icae = std::make_unique<Icae>(base, c, e.lora(), e.memory_embed(), e.projector());
+  out->icae = test::as_key_value(*a.icae);
   out->info = a.info;
   return out;
 }
@@ -46,7 +43,7 @@ struct KvSession {
 
 KvSession load_kv(const std::string& name) {
   KvSession s{test::load_golden_session(name), nullptr};
-  s.kv = as_kv(*s.g.adapter, s.g.text->model);
+  s.kv = as_kv(*s.g.adapter);
   return s;
 }
 

@@ -279,10 +279,7 @@ TEST(Serve, SlotIdsSurviveARestartWithASlotFolder) {
 LoadedModel tiny_llama_kv() {
   LoadedModel m = tiny_llama();
   auto kv = std::make_shared<LoadedAdapter>();
-  IcaeConfig c = m.adapter->icae->config();
-  c.slot_kind = SlotKind::KeyValue;
-  const Icae& e = *m.adapter->icae;
-  kv->icae = std::make_unique<Icae>(m.text->model, c, e.lora(), e.memory_embed(), e.projector());
+  kv->icae = test::as_key_value(*m.adapter->icae);
   m.adapter = kv;
   return m;
 }

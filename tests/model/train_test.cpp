@@ -167,9 +167,7 @@ INSTANTIATE_TEST_SUITE_P(Models, TrainGolden, ::testing::Values("tiny-llama", "t
 // against the Python reference (tests/data/golden-kv; ids from the shared goldens).
 TEST_P(TrainGolden, FirstStepLossesEqualTheKeyValueGoldens) {
   Golden f = load_golden(GetParam());
-  IcaeConfig c = f.icae->config();
-  c.slot_kind = SlotKind::KeyValue;
-  f.icae = std::make_unique<Icae>(f.base, c, f.icae->lora(), f.icae->memory_embed(), f.icae->projector());
+  f.icae = test::as_key_value(*f.icae);
   const TensorMap kv = load_safetensors(std::string(ICAE_SOURCE_DIR) + "/tests/data/golden-kv/" + GetParam() + ".safetensors");
   for (const char* key : {"ae", "lm", "ft"})
     for (const std::string name : {"_loss", "_grad_memory_token_embed"}) f.golden[key + name] = kv.at(key + name);
