@@ -96,28 +96,33 @@ DecoderInput Icae::decoder_input(const std::vector<std::vector<int64_t>>& ids, c
   ICAE_CHECK(ids.size() == slots.size() && !ids.empty(), ErrorKind::Usage,
              "decoder_input: ids and slots must have the same, non-zero count");
   const int64_t b = static_cast<int64_t>(ids.size());
-  const bool kv = config_.slot_kind == SlotKind::KeyValue;
+  if (config_.slot_kind == SlotKind::Embedding) {
+    // Every position runs through the model, slots as input embeddings: a plain stack of rows.
+    std::vector<at::Tensor> rows;
+    for (int64_t i = 0; i < b; ++i) {
+      ICAE_CHECK(!ids[i].empty(), ErrorKind::Usage, "a decoder sequence is empty");
+      rows.push_back(decoder_embeddings(ids[i], slots[i]));
+    }
+    return stack_embeddings(rows, padding);
+  }
+  // Key/value slots: only the other positions run through the model.
   DecoderInput out;
-  // Which positions of each row run through the model: all of them with embedding slots, all
-  // but the placeholders with key/value slots.
-  std::vector<std::vector<int64_t>> run(b), slot_at(b);
+  std::vector<std::vector<int64_t>> run(b), slot_at(b);  // token positions, slot positions
   for (int64_t i = 0; i < b; ++i) {
     ICAE_CHECK(!ids[i].empty(), ErrorKind::Usage, "a decoder sequence is empty");
     out.length.push_back(static_cast<int64_t>(ids[i].size()));
     for (size_t t = 0; t < ids[i].size(); ++t)
-      (kv && ids[i][t] == ids_.mem_first ? slot_at[i] : run[i]).push_back(static_cast<int64_t>(t));
+      (ids[i][t] == ids_.mem_first ? slot_at[i] : run[i]).push_back(static_cast<int64_t>(t));
     const int64_t have = slots[i].defined() && slots[i].numel() > 0 ? slots[i].size(0) : 0;
-    if (kv) {
-      ICAE_CHECK(have == 0 || slot_kind_of(slots[i]) == SlotKind::KeyValue, ErrorKind::Mismatch,
-                 "this adapter reads key/value slots, but embedding slots [n, hidden] were given");
-      ICAE_CHECK(static_cast<int64_t>(slot_at[i].size()) == have, ErrorKind::BadInput,
-                 "decoder sequence has " + std::to_string(slot_at[i].size()) + " slot placeholders (id " +
-                     std::to_string(ids_.mem_first) + ") but " + std::to_string(have) + " memory slots were given");
-      ICAE_CHECK(!run[i].empty(), ErrorKind::BadInput, "a decoder sequence needs a token besides its slots");
-      // Generation continues from the last position's output, which a key/value slot does not have.
-      ICAE_CHECK(padding == Padding::Right || ids[i].back() != ids_.mem_first, ErrorKind::BadInput,
-                 "a decoder prefix to generate from must end with a token, not a key/value slot");
-    }
+    ICAE_CHECK(have == 0 || slot_kind_of(slots[i]) == SlotKind::KeyValue, ErrorKind::Mismatch,
+               "this adapter reads key/value slots, but embedding slots [n, hidden] were given");
+    ICAE_CHECK(static_cast<int64_t>(slot_at[i].size()) == have, ErrorKind::BadInput,
+               "decoder sequence has " + std::to_string(slot_at[i].size()) + " slot placeholders (id " +
+                   std::to_string(ids_.mem_first) + ") but " + std::to_string(have) + " memory slots were given");
+    ICAE_CHECK(!run[i].empty(), ErrorKind::BadInput, "a decoder sequence needs a token besides its slots");
+    // Generation continues from the last position's output, which a key/value slot does not have.
+    ICAE_CHECK(padding == Padding::Right || ids[i].back() != ids_.mem_first, ErrorKind::BadInput,
+               "a decoder prefix to generate from must end with a token, not a key/value slot");
     out.width = std::max<int64_t>(out.width, static_cast<int64_t>(run[i].size()));
   }
   const int64_t w = out.width;
@@ -131,22 +136,12 @@ DecoderInput Icae::decoder_input(const std::vector<std::vector<int64_t>>& ids, c
     out.column[i].assign(ids[i].size(), -1);
     for (int64_t j = 0; j < n; ++j) out.column[i][run[i][j]] = offset[i] + j;
   }
-  // Embeddings of the run positions.
+  // Embeddings of the token positions, padded as asked.
   std::vector<at::Tensor> rows;
   for (int64_t i = 0; i < b; ++i) {
-    if (!kv) {
-      rows.push_back(decoder_embeddings(ids[i], slots[i]));
-      continue;
-    }
     std::vector<int64_t> picked;
     for (int64_t t : run[i]) picked.push_back(ids[i][t]);
     rows.push_back(embed_mixed(at::tensor(picked, at::kLong)));
-  }
-  if (!kv) {
-    DecoderInput e = stack_embeddings(rows, padding);
-    e.column = std::move(out.column);
-    e.length = std::move(out.length);
-    return e;
   }
   out.input.inputs_embeds = stack_embeddings(rows, padding).input.inputs_embeds;
   const at::Device dev = base_->device();

@@ -39,12 +39,19 @@ SegmentPlan plan_segments(int64_t length, int64_t mem_size, double rate) {
   return p;
 }
 
+namespace {
+// A projector maps embeddings: key/value slots have none.
+void check_slot_projector(const IcaeConfig& c) {
+  ICAE_CHECK(c.slot_kind == SlotKind::Embedding || c.projector == ProjectorKind::None, ErrorKind::BadInput,
+             "key/value slots take no slot projector (it maps embeddings); use --projector none");
+}
+}  // namespace
+
 Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, uint64_t seed)
     : base_(std::move(base)), config_(std::move(config)) {
   ICAE_CHECK(base_ != nullptr, ErrorKind::Internal, "Icae needs a base model");
   ICAE_CHECK(config_.mem_size > 0, ErrorKind::BadInput, "mem_size must be positive");
-  ICAE_CHECK(config_.slot_kind == SlotKind::Embedding || config_.projector == ProjectorKind::None, ErrorKind::BadInput,
-             "key/value slots take no slot projector (it maps embeddings); use --projector none");
+  check_slot_projector(config_);
   const ModelConfig& mc = base_->config();
   ids_ = SpecialIds::make(mc.vocab_size, config_.mem_size);
   // Trainable tensors are kept in float32 when the model runs in bf16/f16: the optimizer
@@ -68,8 +75,7 @@ Icae::Icae(std::shared_ptr<const Transformer> base, IcaeConfig config, LoraAdapt
     : base_(std::move(base)), config_(std::move(config)), lora_(std::move(lora)), projector_(std::move(projector)) {
   ICAE_CHECK(projector_.kind() == config_.projector, ErrorKind::Internal, "projector kind differs from the config");
   ICAE_CHECK(base_ != nullptr, ErrorKind::Internal, "Icae needs a base model");
-  ICAE_CHECK(config_.slot_kind == SlotKind::Embedding || config_.projector == ProjectorKind::None, ErrorKind::BadInput,
-             "key/value slots take no slot projector (it maps embeddings)");
+  check_slot_projector(config_);
   const ModelConfig& mc = base_->config();
   ids_ = SpecialIds::make(mc.vocab_size, config_.mem_size);
   ICAE_CHECK(memory_embed.dim() == 2 && memory_embed.size(0) == config_.mem_size + 3 &&

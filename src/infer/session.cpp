@@ -119,14 +119,6 @@ Completion Session::generate(const std::string& prompt, const TokenCallback& cb)
   return generate(tokenize(prompt), cb);
 }
 
-at::Tensor Session::prefix_embeddings(const DecodeRow& row) const {
-  ICAE_CHECK(!row.prefix.empty(), ErrorKind::Usage, "a decode row needs a non-empty prefix");
-  if (adapter_) return adapter_->icae->decoder_embeddings(row.prefix, row.slots);
-  ICAE_CHECK(!row.slots.defined() || row.slots.size(0) == 0, ErrorKind::Usage,
-             "a row with slots needs a session with an ICAE adapter");
-  return base().embed(at::tensor(row.prefix, at::kLong));
-}
-
 DecoderInput Session::decoder_input(const std::vector<DecodeRow>& rows) const {
   for (const auto& row : rows) {
     ICAE_CHECK(!row.prefix.empty(), ErrorKind::Usage, "a decode row needs a non-empty prefix");

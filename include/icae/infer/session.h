@@ -106,9 +106,6 @@ class Session {
   int64_t kv_cache_capacity_bytes() const;
   void release_cache();
 
- // The decoder input of a row: its prefix's embeddings with the slots in place [T, H].
-  // (Embedding slots only: key/value slots have no input embeddings.)
-  at::Tensor prefix_embeddings(const DecodeRow& row) const;
   // The rows' prefixes as one left-padded prefill (either kind of slots; Icae::decoder_input).
   DecoderInput decoder_input(const std::vector<DecodeRow>& rows) const;
 
