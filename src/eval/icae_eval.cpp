@@ -69,7 +69,9 @@ AeReport eval_ae(Session& session, const std::vector<Ids>& contexts, const std::
   const Icae& icae = session.icae();
   const int64_t eos = eos_of(session);
   AeReport report;
+  bool stopped = false;
   in_batches(contexts.size(), o.batch, [&](size_t begin, size_t end) {
+    if (stopped) return;
     std::vector<Ids> chunk(contexts.begin() + begin, contexts.begin() + end);
     std::vector<at::Tensor> slots = session.compress(chunk);
     std::vector<DecodeRow> rows;
@@ -94,6 +96,7 @@ AeReport eval_ae(Session& session, const std::vector<Ids>& contexts, const std::
       s.token_accuracy = tf.scored ? static_cast<double>(tf.correct) / static_cast<double>(tf.scored) : 0;
       report.samples.push_back(std::move(s));
     }
+    if (o.on_batch && !o.on_batch(end, contexts.size())) stopped = true;
   });
   std::vector<double> bleu, prefix, acc;
   std::vector<Ids> hyps, refs;
@@ -106,7 +109,7 @@ AeReport eval_ae(Session& session, const std::vector<Ids>& contexts, const std::
   report.mean_bleu = mean_of(bleu);
   report.mean_exact_prefix = mean_of(prefix);
   report.mean_token_accuracy = mean_of(acc);
-  report.corpus_bleu = corpus_bleu4(hyps, contexts);
+  report.corpus_bleu = corpus_bleu4(hyps, std::vector<Ids>(contexts.begin(), contexts.begin() + hyps.size()));
   return report;
 }
 

@@ -83,8 +83,8 @@ std::optional<StoredSlots> SlotStore::get(const std::string& key) {
     if (::stat(path.c_str(), &st) == 0) {
       // load_slots checks the fingerprints: a folder shared with another model or adapter
       // fails loudly instead of answering from foreign slots.
-      SlotFile f = load_slots(path, icae_);
-      StoredSlots v{f.slots, f.context_tokens};
+      Slots f = load_slots(path, icae_);
+      StoredSlots v{f.tensor, f.context_tokens};
       std::lock_guard<std::mutex> lock(mutex_);
       ++stats_.disk_hits;
       insert_locked(key, v);

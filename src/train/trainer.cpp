@@ -37,6 +37,14 @@ extern "C" void on_stop_signal(int sig) {
   std::signal(sig, SIG_DFL);  // a second Ctrl-C stops at once
 }
 
+// The observer of the run's records (set_record_observer): null when nobody watches.
+RecordObserver* g_observer = nullptr;
+
+// Hands a record to the observer; a false answer is a stop request, as a signal is.
+void notify(const nlohmann::json& record) {
+  if (g_observer && *g_observer && !(*g_observer)(record)) g_stop.store(true);
+}
+
 struct SignalScope {
   using Handler = void (*)(int);
   Handler old_int, old_term;
@@ -50,6 +58,17 @@ struct SignalScope {
     std::signal(SIGTERM, old_term);
   }
 };
+
+}  // namespace
+
+ObserveRecords::ObserveRecords(RecordObserver observer) : observer_(std::move(observer)), previous_(g_observer) {
+  g_observer = &observer_;
+}
+ObserveRecords::~ObserveRecords() { g_observer = previous_; }
+
+bool stop_was_requested() { return g_stop.load(); }
+
+namespace {
 
 std::string run_file(const TrainOptions& o, const char* name) { return (fs::path(o.out) / name).string(); }
 
@@ -511,12 +530,20 @@ void Trainer::record_step(const StepStats& s, double lr, Progress& progress) {
   const double eta = (options_.steps - progress_.step) * (window_seconds_ / std::max(1.0, window_tokens_)) *
                      static_cast<double>(s.context_tokens);
   if (!leader()) return;
-  progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
-  if (!log_step) return;
+  // An observer (the Python package) shows progress its own way; messages still print.
+  if (!g_observer) progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
   nlohmann::json rec = step_record(s, lr);
   rec["tokens_per_s"] = tps;
-  metrics_->write(rec);
-  window_tokens_ = window_seconds_ = 0;
+  if (log_step) {
+    metrics_->write(rec);
+    window_tokens_ = window_seconds_ = 0;
+  }
+  if (g_observer) {
+    rec["record"] = "step";
+    rec["steps"] = options_.steps;
+    rec["eta_s"] = eta;
+    notify(rec);
+  }
 }
 
 // Rank 0 evaluates, writes the metrics and says so; a plateau (AE loss still at the plain-LM
@@ -537,6 +564,11 @@ void Trainer::evaluate_and_record(Progress& progress) {
   }
   metrics_->write(m);
   progress.message(eval_line(progress_.step, m));
+  if (g_observer) {
+    nlohmann::json rec = m;
+    rec["record"] = "eval";
+    notify(rec);
+  }
 }
 
 }  // namespace icae::train

@@ -253,8 +253,8 @@ TEST(SlotFile, RoundTripsAndRefusesAnotherBase) {
   at::Tensor slots = f.icae->compress(context);
   const std::string path = ::testing::TempDir() + "icae_slots.safetensors";
   save_slots(path, *f.icae, slots, static_cast<int64_t>(context.size()));
-  SlotFile back = load_slots(path, *f.icae);
-  EXPECT_TRUE(at::equal(back.slots, slots));
+  Slots back = load_slots(path, *f.icae);
+  EXPECT_TRUE(at::equal(back.tensor, slots));
   EXPECT_EQ(back.context_tokens, 75);
   EXPECT_EQ(back.mem_size, 8);
   // Slots of one base model are meaningless to another.

@@ -151,7 +151,7 @@ TEST_P(KvSlots, FilesRecordTheKindAndRefuseTheOther) {
   const std::string file = dir + "kv_slots_" + GetParam() + ".safetensors";
   const at::Tensor slots = kv.compress(c20);
   save_slots(file, kv, slots, static_cast<int64_t>(c20.size()));
-  EXPECT_TRUE(at::equal(load_slots(file, *back.icae).slots, slots));
+  EXPECT_TRUE(at::equal(load_slots(file, *back.icae).tensor, slots));
   try {
     load_slots(file, emb);
     FAIL() << "key/value slots were accepted by an embedding-slot adapter";

@@ -101,8 +101,8 @@ TEST_P(SessionGolden, SlotFileRoundTripsAndRefusesAnotherAdapterOrBase) {
   at::Tensor slots = s.compress({context}).front();
   const std::string path = ::testing::TempDir() + "session_slots_" + GetParam() + ".safetensors";
   save_slots(path, s.icae(), slots, static_cast<int64_t>(context.size()));
-  SlotFile back = load_slots(path, s.icae());
-  EXPECT_TRUE(at::equal(back.slots, slots));
+  Slots back = load_slots(path, s.icae());
+  EXPECT_TRUE(at::equal(back.tensor, slots));
   EXPECT_EQ(back.adapter_fingerprint, adapter_fingerprint(s.icae()));
   EXPECT_EQ(back.version, 2);
 

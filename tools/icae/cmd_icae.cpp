@@ -141,7 +141,7 @@ void run_ask(const IcaeArgs& a) {
   std::unique_ptr<Loaded> loaded = open_session(a);
   icae::Session& session = loaded->session;
   at::NoGradGuard no_grad;
-  at::Tensor slots = !a.slots_in.empty() ? load_slots(a.slots_in, session.icae()).slots
+  at::Tensor slots = !a.slots_in.empty() ? load_slots(a.slots_in, session.icae()).tensor
                                          : session.compress({context_tokens(a, *loaded)}).front();
   StreamPrinter printer(*loaded->text.tokenizer);
   const std::vector<int64_t>& stops = loaded->text.stop_ids;

@@ -8,6 +8,7 @@
 // Metrics come from eval/text_metrics.h.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ using Ids = std::vector<int64_t>;
 struct AeEvalOptions {
   int64_t batch = 8;           // contexts compressed and decoded together
   int64_t extra_tokens = 8;    // decode up to len(context) + this many tokens
+  // Progress: called after each batch with the contexts done and their total; false stops
+  // there (the report then holds the samples done so far).
+  std::function<bool(size_t done, size_t total)> on_batch;
 };
 struct AeSample {
   std::string source;

@@ -7,6 +7,7 @@
 #pragma once
 #include <ATen/core/Generator.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,26 @@ namespace icae::train {
 struct EvalResult {
   nlohmann::json metrics;  // eval_ae_loss, eval_lm_loss, eval_plain_lm_loss, eval_ae_bleu, ...
 };
+
+// Watching a run from the same process (the Python package's progress bars and callbacks): while
+// an ObserveRecords is alive, rank 0 hands the observer every update's record (what
+// metrics.jsonl holds at log steps, plus "record": "step", "steps", "eta_s") and every
+// evaluation's ("record": "eval"). Returning false asks the run to stop after that update, saving
+// first, as Ctrl-C does. One observer at a time; the previous one comes back when it ends.
+using RecordObserver = std::function<bool(const nlohmann::json& record)>;
+class ObserveRecords {
+ public:
+  explicit ObserveRecords(RecordObserver observer);
+  ~ObserveRecords();
+  ObserveRecords(const ObserveRecords&) = delete;
+  ObserveRecords& operator=(const ObserveRecords&) = delete;
+
+ private:
+  RecordObserver observer_;
+  RecordObserver* previous_;
+};
+// Whether the last (or current) run was asked to stop: SIGINT/SIGTERM or an observer's false.
+bool stop_was_requested();
 
 class Trainer {
  public:
