@@ -198,3 +198,60 @@ def test_the_quickstart_example_runs(gguf):
     out = subprocess.run([os.sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "reconstructed:" in out.stdout and "answer:" in out.stdout and "trained" in out.stdout
+
+
+# --- long calls: the GIL is released, Ctrl-C interrupts ----------------------------------------
+
+LONG_DECODE = """
+import sys, icae
+m = icae.load(sys.argv[1] + "/base", sys.argv[1] + "/icae.safetensors")
+slots = m.compress(list(range(3, 60)))
+print("decoding", flush=True)
+try:
+    m.reconstruct(slots, max_new_tokens=200000, use_model_stop_ids=False)
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_long_decode(golden):
+    import time
+    p = subprocess.Popen([os.sys.executable, "-c", LONG_DECODE, str(golden)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "decoding"
+    time.sleep(1.0)
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert out.strip() == "interrupted" and time.monotonic() - sent < 5
+
+
+def test_other_threads_run_during_a_long_call(tiny):
+    import threading
+    slots = tiny.compress(list(range(3, 60)))
+    ticks = [0]
+    done = threading.Event()
+
+    def count():
+        while not done.is_set():
+            ticks[0] += 1
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        before = ticks[0]
+        tiny.reconstruct(slots, max_new_tokens=400, use_model_stop_ids=False)
+        during = ticks[0] - before
+    finally:
+        done.set()
+        t.join()
+    assert during > 1000  # the counting thread ran while icae decoded
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_slots_equal_the_cpu_ones(golden, tiny):
+    gpu = icae.load(golden / "base", golden / "icae.safetensors", device="cuda")
+    ids = list(range(3, 78))
+    a, b = gpu.compress(ids), tiny.compress(ids)
+    assert a.tensor.is_cuda and max_rel(a.tensor.cpu(), b.tensor) <= 1e-4
+    assert gpu.reconstruct(a, max_new_tokens=8) == tiny.reconstruct(b, max_new_tokens=8)
