@@ -17,7 +17,7 @@ double Scheduler::lr_factor(int64_t done) const {
 }
 
 double Scheduler::tokens_per_slot(int64_t done) const {
-  return options_.mode == "finetune" ? 0.0 : curriculum_rate(options_.rate, options_.curriculum_steps, done);
+  return options_.mode == "finetune" ? 0.0 : curriculum_rate(options_.icae.compression_rate, options_.curriculum_steps, done);
 }
 
 bool Scheduler::evaluate(int64_t step) const {

@@ -181,12 +181,14 @@ void Trainer::build_icae(bool resuming) {
   if (finetune || (!options_.init.empty() && !resuming)) {
     LoadedAdapter a = load_adapter(init_adapter_path(options_.init), text_.model);
     icae_ = std::move(a.icae);
-    icae_->set_lora_dropout(options_.lora_dropout);
-    // The adapter decides the ICAE's shape; the run's config records it.
-    set_icae_config(options_, icae_->config());
+    // The adapter decides the ICAE's shape; the run's config records it. The LoRA dropout is a
+    // training setting: the run's own.
+    const double dropout = options_.icae.lora.dropout;
+    options_.icae = icae_->config();
+    options_.icae.lora.dropout = dropout;
+    icae_->set_lora_dropout(dropout);
   } else {
-    const IcaeConfig c = icae_config(options_);
-    icae_ = std::make_unique<Icae>(text_.model, c, options_.seed);
+    icae_ = std::make_unique<Icae>(text_.model, options_.icae, options_.seed);
   }
 }
 
@@ -233,7 +235,7 @@ void Trainer::build_optimizer(bool resuming) {
     const double s = icae_->calibrate_projector(contexts);
     if (leader())
       std::fprintf(stderr, "projector: %s, initial scale %.4f (mean embedding norm / mean slot norm)\n",
-                   options_.projector.c_str(), s);
+                   projector_name(options_.icae.projector), s);
   }
 
   // Optimizer groups: LoRA at --lr with weight decay; memory embeddings and projector at
@@ -339,7 +341,7 @@ nlohmann::json Trainer::step_record(const StepStats& s, double lr) const {
   for (int k = 0; k < 3; ++k)
     if (s.tokens_by[k] > 0) j[names[k]] = s.loss_by[k];
   if (options_.curriculum_steps > 0 && options_.mode == "pretrain")
-    j["tokens_per_slot"] = curriculum_rate(options_.rate, options_.curriculum_steps, progress_.step - 1);
+    j["tokens_per_slot"] = curriculum_rate(options_.icae.compression_rate, options_.curriculum_steps, progress_.step - 1);
   return j;
 }
 

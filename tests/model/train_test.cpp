@@ -68,11 +68,11 @@ TrainOptions tiny_options(const std::string& model, const std::string& out) {
   o.model = model;
   o.train_data = {corpus_dir()};
   o.out = out;
-  o.mem_size = 4;
-  o.rate = 4;
+  o.icae.mem_size = 4;
+  o.icae.compression_rate = 4;
   o.max_context = 32;
-  o.lora_r = 4;
-  o.targets = {"q_proj", "v_proj", "down_proj"};
+  o.icae.lora.r = 4;
+  o.icae.lora.target_modules = {"q_proj", "v_proj", "down_proj"};
   o.batch = 2;
   o.accum = 2;
   o.lr = 1e-3;
@@ -220,7 +220,7 @@ std::string expect_resume_equals_uninterrupted(TrainOptions o, const std::string
 TEST(Trainer, ResumedRunEqualsUninterrupted) {
   const std::string model = test::make_tiny_text_model("icae_tiny_resume");
   TrainOptions o = tiny_options(model, "");
-  o.lora_dropout = 0.1;  // the dropout stream must continue exactly too
+  o.icae.lora.dropout = 0.1;  // the dropout stream must continue exactly too
   ASSERT_EQ(o.steps, 20);
   const std::string run = expect_resume_equals_uninterrupted(o, "icae_run");
   // The adapter of the run loads as an adapter.
@@ -231,10 +231,10 @@ TEST(Trainer, ResumedRunEqualsUninterrupted) {
 TEST(Trainer, KeyValueSlotRunResumesExactlyAndRecordsItsKind) {
   const std::string model = test::make_tiny_text_model("icae_tiny_resume_kv");
   TrainOptions o = tiny_options(model, "");
-  o.slot_kind = "kv";
-  o.projector = "none";
-  o.memory_positions = "spread";
-  o.lora_dropout = 0.1;
+  o.icae.slot_kind = SlotKind::KeyValue;
+  o.icae.projector = ProjectorKind::None;
+  o.icae.spread_memory_positions = true;
+  o.icae.lora.dropout = 0.1;
   o.steps = 12;
   const std::string run = expect_resume_equals_uninterrupted(o, "icae_run_kv");
   auto tm = load_text_model(model, {});
@@ -244,7 +244,7 @@ TEST(Trainer, KeyValueSlotRunResumesExactlyAndRecordsItsKind) {
   // A projector maps embeddings: refused with key/value slots, naming the option.
   TrainOptions bad = o;
   bad.out = temp_dir("icae_run_kv_projector");
-  bad.projector = "linear";
+  bad.icae.projector = ProjectorKind::Linear;
   try {
     Trainer::start(bad);
     FAIL() << "a projector was accepted with key/value slots";
@@ -290,13 +290,13 @@ TEST(Trainer, StopAfterKeepsTheScheduleAndResumesToTheSameRun) {
 TEST(Trainer, PretrainInitStartsFromTheAdapter) {
   const std::string model = test::make_tiny_text_model("icae_tiny_init");
   TrainOptions o = tiny_options(model, temp_dir("icae_run_init_a"));
-  o.projector = "linear";
+  o.icae.projector = ProjectorKind::Linear;
   o.steps = 6;
   Trainer::start(o)->run();
   TrainOptions warm = tiny_options(model, temp_dir("icae_run_init_b"));
   warm.init = o.out;
-  warm.mem_size = 8;  // taken from the adapter instead
-  warm.lora_r = 2;
+  warm.icae.mem_size = 8;  // taken from the adapter instead
+  warm.icae.lora.r = 2;
   warm.steps = 1;
   Trainer::start(warm)->run();
   auto tm = load_text_model(model, {});
@@ -537,7 +537,7 @@ TEST(CudaTrainer, RunFollowsTheCpuRun) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const std::string model = test::make_tiny_text_model("icae_tiny_cuda");
   TrainOptions o = tiny_options(model, temp_dir("icae_run_cpu"));
-  o.lora_dropout = 0;
+  o.icae.lora.dropout = 0;
   o.steps = 8;
   Trainer::start(o)->run();
   TrainOptions g = o;
@@ -553,4 +553,33 @@ TEST(CudaTrainer, RunFollowsTheCpuRun) {
   }
   auto tm = load_text_model(model, {});
   EXPECT_NO_THROW(load_adapter(g.out + "/adapter.safetensors", tm.model));
+}
+
+// The run config holds the adapter's settings under "icae", with the names adapter files use, and
+// reads configs written before that (flat keys; e.g. a run folder started by an older build).
+TEST(RunConfig, HoldsTheAdapterSettingsOnceAndReadsTheOlderFlatKeys) {
+  TrainOptions o;
+  o.icae.mem_size = 32;
+  o.icae.compression_rate = 2;
+  o.icae.slot_kind = SlotKind::KeyValue;
+  o.icae.projector = ProjectorKind::None;
+  o.icae.spread_memory_positions = true;
+  o.icae.lora.r = 16;
+  o.icae.lora.dropout = 0.1;
+  o.icae.lora.target_modules = {"q_proj", "down_proj"};
+  const nlohmann::json j = to_json(o);
+  EXPECT_FALSE(j.contains("mem_size"));
+  EXPECT_EQ(j.at("icae").at("mem_size"), 32);
+  EXPECT_EQ(j.at("icae").at("slot_kind"), "kv");
+  const TrainOptions back = options_from_json(j);
+  EXPECT_EQ(to_json(back), j);
+
+  const nlohmann::json legacy = {{"mode", "pretrain"}, {"mem_size", 32}, {"rate", 2.0}, {"projector", "none"},
+                                 {"slot_kind", "kv"}, {"memory_positions", "spread"}, {"lora_r", 16},
+                                 {"lora_alpha", 32.0}, {"lora_dropout", 0.1}, {"targets", {"q_proj", "down_proj"}}};
+  EXPECT_EQ(to_json(options_from_json(legacy)).at("icae"), j.at("icae"));
+  // A new run projects linearly unless told otherwise; released checkpoints load with none.
+  EXPECT_EQ(TrainOptions{}.icae.projector, ProjectorKind::Linear);
+  EXPECT_EQ(IcaeConfig{}.projector, ProjectorKind::None);
+  EXPECT_THROW(options_from_json({{"mem_sise", 3}}), Error);
 }

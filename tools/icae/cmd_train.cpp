@@ -16,7 +16,12 @@ struct TrainArgs {
   TrainOptions o;
   std::string resume;
   int64_t steps_override = 0;
-  CLI::Option* projector = nullptr;  // to tell a default from a choice
+  // The adapter's named settings as the command line spells them (IcaeConfig holds enums and a
+  // flag); their defaults come from TrainOptions.
+  std::string projector = projector_name(TrainOptions{}.icae.projector);
+  std::string slot_kind = slot_kind_name(TrainOptions{}.icae.slot_kind);
+  std::string memory_positions = TrainOptions{}.icae.spread_memory_positions ? "spread" : "after";
+  CLI::Option* projector_option = nullptr;  // to tell a default from a choice
 };
 
 void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
@@ -57,35 +62,35 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
   }
   c->add_option("--out", o.out, "The run folder (config.json, metrics.jsonl, checkpoint, adapter.safetensors)");
   c->add_option("--resume", a.resume, "Continue the run in this folder from its checkpoint, with its saved options");
-  c->add_option("--mem-size,-k", o.mem_size, "Memory slots per segment (k)")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--rate", o.rate, "Compression rate: tokens per slot; segments of k * rate tokens")
+  c->add_option("--mem-size,-k", o.icae.mem_size, "Memory slots per segment (k)")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--rate", o.icae.compression_rate, "Compression rate: tokens per slot; segments of k * rate tokens")
       ->check(CLI::Range(1.0, 1e6))
       ->capture_default_str();
   c->add_option("--max-context", o.max_context, "Context tokens per sample (longer texts are cut; multi-span beyond k * rate)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  a.projector = c->add_option("--projector", o.projector,
+  a.projector_option = c->add_option("--projector", a.projector,
                 "Slot projector between encoder and decoder: none (the original), linear, mlp (see README);\n"
                 "embedding slots only (with --slot-kind kv the default becomes none)")
       ->check(CLI::IsMember({"none", "linear", "mlp"}))
       ->capture_default_str();
   if (!finetune)
-    c->add_option("--slot-kind", o.slot_kind,
+    c->add_option("--slot-kind", a.slot_kind,
                   "What a memory slot is: embedding (ICAE's: the encoder's last hidden state, read as an input\n"
                   "embedding) or kv (500xCompressor's: the encoder's key and value in every layer, read from the\n"
                   "decoder's cache; learns far faster on small models, see docs/training.md)")
         ->check(CLI::IsMember({"embedding", "kv"}))
         ->capture_default_str();
   if (!finetune)
-    c->add_option("--memory-positions", o.memory_positions,
+    c->add_option("--memory-positions", a.memory_positions,
                   "Encoder position ids of a segment's memory tokens: after the segment (the original's) or\n"
                   "spread evenly over it (EPL, arXiv 2409.14364; opt-in)")
         ->check(CLI::IsMember({"after", "spread"}))
         ->capture_default_str();
-  c->add_option("--lora-r", o.lora_r, "LoRA rank")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale = alpha / r)")->capture_default_str();
-  c->add_option("--lora-dropout", o.lora_dropout, "LoRA dropout (training only)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
-  c->add_option("--targets", o.targets, "LoRA target modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+  c->add_option("--lora-r", o.icae.lora.r, "LoRA rank")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--lora-alpha", o.icae.lora.alpha, "LoRA alpha (scale = alpha / r)")->capture_default_str();
+  c->add_option("--lora-dropout", o.icae.lora.dropout, "LoRA dropout (training only)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  c->add_option("--targets", o.icae.lora.target_modules, "LoRA target modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
       ->delimiter(',')
       ->capture_default_str();
   c->add_option("--batch", o.batch, "Samples per micro-batch (padded together)")->check(CLI::PositiveNumber)->capture_default_str();
@@ -135,8 +140,12 @@ int run_training(TrainArgs& a, const char* mode) {
                a.resume + " is a " + t->options().mode + " run: resume it with icae " + t->options().mode);
   } else {
     a.o.mode = mode;
+    IcaeConfig& c = a.o.icae;
+    c.slot_kind = parse_slot_kind(a.slot_kind);
+    c.spread_memory_positions = a.memory_positions == "spread";
     // The projector maps embeddings: key/value slots have none unless one is asked for (refused).
-    if (a.o.slot_kind == "kv" && a.projector->count() == 0) a.o.projector = "none";
+    c.projector = c.slot_kind == SlotKind::KeyValue && a.projector_option->count() == 0 ? ProjectorKind::None
+                                                                                         : parse_projector(a.projector);
     t = train::Trainer::start(a.o);
   }
   const int code = t->run();

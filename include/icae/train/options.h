@@ -10,6 +10,9 @@
 
 namespace icae::train {
 
+// What a new run trains unless told otherwise: IcaeConfig's defaults with the linear projector.
+IcaeConfig new_run_icae_config();
+
 struct TrainOptions {
   std::string mode = "pretrain";        // pretrain (AE + LM on text) | finetune (PwC instruction data)
   std::string model;                    // base model: HF folder or .gguf
@@ -20,17 +23,13 @@ struct TrainOptions {
   std::string init;                     // finetune: adapter file or run folder to start from
   std::string templ = "none";           // finetune: FT template (none|mistral|llama2|llama3|chatml)
 
-  // ICAE
-  int64_t mem_size = 128;               // k
-  double rate = 4.0;                    // tokens per slot
+  // The adapter this run trains, under the names its file records (icae/core/icae.h): k
+  // (mem_size; CLI -k/--mem-size), compression_rate (--rate), LoRA (--lora-r/-alpha/-dropout,
+  // --targets; the dropout is the run's own even when --init gives the rest), the slot projector,
+  // slot kind and memory positions. New runs project linearly (new_run_icae_config); IcaeConfig's
+  // own default, none, is what released checkpoints load as.
+  IcaeConfig icae = new_run_icae_config();
   int64_t max_context = 512;
-  std::string projector = "linear";     // none | linear | mlp (embedding slots only)
-  std::string slot_kind = "embedding";  // embedding | kv (icae/core/slot_kind.h)
-  std::string memory_positions = "after";  // after | spread (IcaeConfig::spread_memory_positions)
-  int64_t lora_r = 128;
-  double lora_alpha = 32.0;
-  double lora_dropout = 0.05;
-  std::vector<std::string> targets = {"q_proj", "v_proj"};
 
   // Objectives
   double lm_ratio = 0.5;                // pretrain: share of LM samples
@@ -71,14 +70,12 @@ struct TrainOptions {
   bool strict_data = false;
 };
 
-// The ICAE these options describe (k, rate, LoRA, projector, slot kind, memory positions), and
-// the reverse: a run that starts from an adapter records the adapter's shape. The one place
-// where the run's option names meet IcaeConfig's.
-IcaeConfig icae_config(const TrainOptions& o);
-void set_icae_config(TrainOptions& o, const IcaeConfig& c);
-
+// The run config (config.json): the run's own options, and the adapter's under "icae" exactly as
+// adapter files write them (icae_config_to_json).
 nlohmann::json to_json(const TrainOptions& o);
 // Missing keys keep their defaults; unknown keys are an error (a typo in a hand-edited config).
+// Configs written before "icae" existed (flat mem_size, rate, lora_r, lora_alpha, lora_dropout,
+// targets, projector, slot_kind, memory_positions) read the same.
 TrainOptions options_from_json(const nlohmann::json& j);
 // Range and consistency checks with messages naming the option.
 void validate(const TrainOptions& o);
