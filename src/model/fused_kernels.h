@@ -1,6 +1,6 @@
 // The row kernels behind fused_ops.cpp, written once (fused_kernels.inc) over a vector type and
 // compiled twice: for AVX-512 (fused_kernels_avx512.cpp) and for AVX2 (fused_kernels_avx2.cpp),
-// each translation unit under its own `#pragma GCC target`. fused_ops.cpp picks one per CPU.
+// each translation unit under its own ICAE_TARGET_FILE (simd.h). fused_ops.cpp picks one per CPU.
 // Each takes a range of rows [r0, r1) so that at::parallel_for can split the work.
 #pragma once
 #include <c10/util/BFloat16.h>

@@ -1,5 +1,5 @@
-// The fused kernels (fused_kernels.inc) for AVX2 + FMA: 8 lanes. Everything below the pragma is
-// compiled for AVX2, so fused_ops.cpp calls it only where simd::cpu_has_avx2().
+// The fused kernels (fused_kernels.inc) for AVX2 + FMA: 8 lanes. Everything below ICAE_TARGET_FILE
+// is compiled for AVX2, so fused_ops.cpp calls it only where simd::cpu_has_avx2().
 #include <c10/util/BFloat16.h>
 #include <immintrin.h>
 
@@ -7,8 +7,9 @@
 #include <cstdint>
 
 #include "fused_kernels.h"
+#include "simd.h"
 
-#pragma GCC target("avx2,fma")
+ICAE_TARGET_FILE(ICAE_ISA_AVX2)
 
 namespace icae::fused {
 

@@ -1,5 +1,5 @@
-// The fused kernels (fused_kernels.inc) for AVX-512: 16 lanes. Everything below the pragma is
-// compiled for AVX-512, so fused_ops.cpp calls it only where simd::cpu_has_avx512(), and nothing
+// The fused kernels (fused_kernels.inc) for AVX-512: 16 lanes. Everything below ICAE_TARGET_FILE
+// is compiled for AVX-512, so fused_ops.cpp calls it only where simd::cpu_has_avx512(), and nothing
 // that runs unasked (a static initialiser, say) may be defined below it: the test binaries, which
 // link this unit, starting on an AVX2 machine show that none is.
 #include <c10/util/BFloat16.h>
@@ -14,7 +14,7 @@
 // GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_*); nothing here is uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC target("avx512f,avx512bw,avx512dq,fma")
+ICAE_TARGET_FILE(ICAE_ISA_AVX512)
 
 namespace icae::fused {
 

@@ -69,7 +69,7 @@ inline void scales_of(const uint8_t* p, bool with_mins, float* out) {
   for (int k = 0; k < (with_mins ? 2 : 1) * kGroup; ++k) out[k] = half_at(p + 2 * k);
 }
 // The same for the vector kernels: 4 f16 values at p as 4 floats (F16C).
-__attribute__((target("f16c"))) inline __m128 halves4(const uint8_t* p) {
+ICAE_TARGET(ICAE_ISA_AVX2) inline __m128 halves4(const uint8_t* p) {
   return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
@@ -112,7 +112,7 @@ void groups_scalar(const KernelArgs& a, int64_t g0, int64_t g1) {
 // AVX-512: the 32 weights of a block become two 16-lane float vectors; the loads of x are shared
 // by the 4 rows of a group, which are read as one sequential stream.
 template <bool Q4>
-__attribute__((target("avx512f,avx512bw,fma,f16c"))) void groups_avx512_t(const KernelArgs& a, int64_t g0, int64_t g1) {
+ICAE_TARGET(ICAE_ISA_AVX512) void groups_avx512_t(const KernelArgs& a, int64_t g0, int64_t g1) {
   const QuantMatrix& w = *a.w;
   const int64_t blocks = w.cols / kQuantBlock;
   constexpr int64_t qb = Q4 ? 16 : 32, gb = kGroup * qb + kGroup * 2 * (Q4 ? 2 : 1);
@@ -161,14 +161,14 @@ void groups_avx512(const KernelArgs& a, int64_t g0, int64_t g1) {
 
 // AVX2 + FMA (CPUs without AVX-512, e.g. most AMD EPYC before Zen 4): the same scheme with four
 // 8-lane vectors per block. Q4_1's byte i holds weight i (low nibble) and weight i + 16 (high).
-__attribute__((target("avx2,fma,f16c"))) inline float hsum_avx2(__m256 v) {
+ICAE_TARGET(ICAE_ISA_AVX2) inline float hsum_avx2(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
 template <bool Q4>
-__attribute__((target("avx2,fma,f16c"))) void groups_avx2_t(const KernelArgs& a, int64_t g0, int64_t g1) {
+ICAE_TARGET(ICAE_ISA_AVX2) void groups_avx2_t(const KernelArgs& a, int64_t g0, int64_t g1) {
   const QuantMatrix& w = *a.w;
   const int64_t blocks = w.cols / kQuantBlock;
   constexpr int64_t qb = Q4 ? 16 : 32, gb = kGroup * qb + kGroup * 2 * (Q4 ? 2 : 1);
@@ -262,7 +262,7 @@ void groups_int8_scalar(const KernelArgs& a, int64_t g0, int64_t g1) {
 // quants are 0..15, so the int16 pairs cannot saturate; Q8_0 moves the weights' signs onto the
 // activations (|w| x sign(w) x) so that the unsigned operand is |w| <= 128: 2 x 128 x 127 < 2^15.
 template <bool Q4>
-__attribute__((target("avx2,fma,f16c"))) void groups_int8_avx2_t(const KernelArgs& a, int64_t g0, int64_t g1) {
+ICAE_TARGET(ICAE_ISA_AVX2) void groups_int8_avx2_t(const KernelArgs& a, int64_t g0, int64_t g1) {
   const QuantMatrix& w = *a.w;
   const int64_t blocks = w.cols / kQuantBlock;
   constexpr int64_t qb = Q4 ? 16 : 32, gb = kGroup * qb + kGroup * 2 * (Q4 ? 2 : 1);
@@ -320,7 +320,7 @@ void groups_int8_avx2(const KernelArgs& a, int64_t g0, int64_t g1) {
 // Q8_0: two 64-byte loads (rows 0-1, rows 2-3), x's 32 bytes broadcast to both 256-bit halves,
 // and the weights' signs moved onto x as in the AVX2 kernel.
 template <bool Q4>
-__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void groups_int8_vnni_t(const KernelArgs& a, int64_t g0,
+ICAE_TARGET(ICAE_ISA_AVX512_VNNI) void groups_int8_vnni_t(const KernelArgs& a, int64_t g0,
                                                                                      int64_t g1) {
   const QuantMatrix& w = *a.w;
   const int64_t blocks = w.cols / kQuantBlock;
@@ -398,7 +398,7 @@ void groups_int8_vnni(const KernelArgs& a, int64_t g0, int64_t g1) {
 // the float kernel). Q4_1 only (quants 0..15 are vpdpbusd's unsigned operand); Q8_0's signed
 // quants would need their signs moved onto every digit, which costs what the float kernel costs,
 // so Q8_0 matrices take the float kernel.
-__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void groups_fixed_vnni_q4(const KernelArgs& a, int64_t g0,
+ICAE_TARGET(ICAE_ISA_AVX512_VNNI) void groups_fixed_vnni_q4(const KernelArgs& a, int64_t g0,
                                                                                        int64_t g1) {
   const QuantMatrix& w = *a.w;
   const int64_t blocks = w.cols / kQuantBlock;
@@ -449,7 +449,7 @@ void groups_fixed_vnni(const KernelArgs& a, int64_t g0, int64_t g1) {
 }
 
 // The digits for groups_fixed_vnni_q4 (and the tests), 16 activations at a time.
-__attribute__((target("avx512f,avx512bw"))) void split_digits_avx512(const float* x, int64_t blocks, int8_t* digits,
+ICAE_TARGET(ICAE_ISA_AVX512) void split_digits_avx512(const float* x, int64_t blocks, int8_t* digits,
                                                                      float* unit) {
   const __m512i c64 = _mm512_set1_epi32(64), c127 = _mm512_set1_epi32(127);
   for (int64_t b = 0; b < blocks; ++b) {

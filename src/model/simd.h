@@ -1,24 +1,39 @@
-// What this CPU can run, and 16 float32 lanes loaded from / stored to float32 or bfloat16 with
-// AVX-512: the pieces the hand-written CPU kernels (quant_matrix.cpp, cpu_decode.cpp,
-// fused_ops.cpp) share. The project is compiled for baseline x86-64, so each AVX-512 function
-// carries ICAE_AVX512 and is only called after cpu_has_avx512() said yes.
+// What this CPU can run, the instruction sets the hand-written CPU kernels are compiled for, and
+// 16 float32 lanes loaded from / stored to float32 or bfloat16 with AVX-512: the pieces the
+// kernels (quant_matrix.cpp, cpu_decode.cpp, fused_kernels_*.cpp) share.
+//
+// One way to compile a kernel for an instruction set: the project is compiled for baseline
+// x86-64; a kernel function carries ICAE_TARGET(ICAE_ISA_...), and a file compiled whole for one
+// set (fused_kernels_avx2/avx512.cpp, each compiling fused_kernels.inc once) says
+// ICAE_TARGET_FILE(ICAE_ISA_...) after its includes. Either runs only after the matching
+// cpu_has_*() below said yes. The sets are named here and nowhere else.
 #pragma once
 #include <c10/util/BFloat16.h>
 #include <immintrin.h>
 
-// The AVX-512 subset every kernel may use (all AVX-512 CPUs with BW also have DQ: Skylake-SP on).
-#define ICAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+// AVX2 with FMA and F16C (every AVX2 CPU has both); the AVX-512 subset every AVX-512 kernel may
+// use (all AVX-512 CPUs with BW also have DQ: Skylake-SP on); and that with VNNI (Cascade Lake on).
+#define ICAE_ISA_AVX2 "avx2,fma,f16c"
+#define ICAE_ISA_AVX512 "avx512f,avx512bw,avx512dq,fma,f16c"
+#define ICAE_ISA_AVX512_VNNI "avx512f,avx512bw,avx512dq,avx512vnni,fma,f16c"
+#define ICAE_TARGET(isa) __attribute__((target(isa)))
+#define ICAE_PRAGMA_(text) _Pragma(#text)
+#define ICAE_TARGET_FILE(isa) ICAE_PRAGMA_(GCC target(isa))
+// The one used most: an AVX-512 kernel function.
+#define ICAE_AVX512 ICAE_TARGET(ICAE_ISA_AVX512)
 
 namespace icae::simd {
 
 // Feature checks, answered once per process.
 inline bool cpu_has_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
   return yes;
 }
 inline bool cpu_has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool yes =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   return yes;
 }
 inline bool cpu_has_vnni() {
