@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "common.h"  // tools/icae: --device, --dtype, --threads as the icae commands declare them
 #include "icae/core/icae.h"
 #include "icae/core/objectives.h"
 #include "icae/eval/model_shapes.h"
@@ -60,8 +61,8 @@ struct Options {
   std::string shape;
   int64_t layers = 0;  // 0: the shape's own depth
   std::string device = "cpu";
-  std::string dtype = "f32";
-  int threads = 0;  // 0: libtorch's default
+  std::string dtype = "f32";  // auto: resolved before the run (the report names the real one)
+  int threads = 0;            // 0: libtorch's default
   int repeat = 3;
   int warmup = 1;
   int64_t prompt_len = 512;
@@ -352,10 +353,7 @@ int main(int argc, char** argv) {
                  "with --shape: keep only N layers (N >= 2 to also report per-layer and extrapolated "
                  "full-depth times, fitted through an extra 1-layer run)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--device", o.device, "cpu or cuda (cuda:N)")->capture_default_str();
-  app.add_option("--dtype", o.dtype, "weights and activations: f32, bf16 or f16")->capture_default_str();
-  app.add_option("--threads", o.threads, "intra-op CPU threads (at::set_num_threads); 0 keeps libtorch's default")
-      ->capture_default_str();
+  cli::add_device_options(&app, o.device, o.dtype, o.threads);
   app.add_option("--repeat", o.repeat, "timed runs per benchmark (the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -395,6 +393,7 @@ int main(int argc, char** argv) {
     if (o.threads > 0) at::set_num_threads(o.threads);
     ModelLoadOptions lo;
     lo.device = parse_device(o.device);
+    o.dtype = resolve_auto_dtype(o.dtype, lo.device);
     lo.dtype = parse_dtype(o.dtype);
 
     std::shared_ptr<const Transformer> model, one_layer;

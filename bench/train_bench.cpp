@@ -14,6 +14,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "common.h"  // tools/icae: --device, --dtype, --threads as icae pretrain declares them
 #include "icae/infer/text_model.h"
 #include "icae/io/data_files.h"
 #include "icae/train/data.h"
@@ -35,9 +36,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ICAE AE training throughput through train_step (context tokens/s, peak memory)"};
   app.add_option("--model", o.model, "Base model (.gguf or HF folder)")->required();
   app.add_option("--data", o.data, "Text folder or files")->required();
-  app.add_option("--dtype", o.dtype, "f32, bf16, f16 or auto (bf16 where the hardware computes it, else f32)")
-      ->capture_default_str();
-  app.add_option("--device", o.device)->capture_default_str();
+  cli::add_device_options(&app, o.device, o.dtype, o.threads, cli::DeviceUse::Training);
   app.add_option("--projector", o.projector)->capture_default_str();
   app.add_option("--batch", o.batch)->capture_default_str();
   app.add_option("--context", o.context, "Context tokens per sample")->capture_default_str();
@@ -46,7 +45,6 @@ int main(int argc, char** argv) {
   app.add_option("--targets", o.targets)->delimiter(',')->capture_default_str();
   app.add_option("--steps", o.steps, "Timed updates")->capture_default_str();
   app.add_option("--warmup-steps", o.warmup, "Untimed updates first")->capture_default_str();
-  app.add_option("--threads", o.threads)->capture_default_str();
   app.add_flag("--activation-checkpointing", o.checkpointing);
   app.add_option("--profile", o.profile, "Write a Chrome trace of the timed updates (libtorch profiler)");
   CLI11_PARSE(app, argc, argv);

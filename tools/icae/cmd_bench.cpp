@@ -25,15 +25,13 @@ namespace {
 
 using namespace icae;
 
-struct BenchArgs {
-  std::string model, adapter, shape;
+struct BenchArgs : cli::ModelOptions {
+  std::string shape;
   std::string slot_kind = "embedding";  // of the random adapter
   std::vector<int64_t> batches, contexts;
   int64_t gen = 128, mem_size = 128, lora_r = 128;
-  double lora_alpha = 0;
   bool json = false;
   uint64_t seed = 1234;
-  cli::RunOptions run;
 };
 
 std::string cpu_model() {
@@ -141,11 +139,16 @@ void setup(CLI::App& root) {
   CLI::App* c = root.add_subcommand(
       "bench", "The ICAE latency and memory table: compression, decoding from slots vs the full context, speed-up,\n"
                "KV-cache bytes and peak memory, for each batch x context length (default 1x512, 8x512, 8x2048, 32x512).");
-  auto* model = c->add_option("--model", a->model, "Base model folder or .gguf file");
+  cli::ModelOptionsUse use;
+  use.model_required = false;
+  use.adapter = cli::AdapterUse::Optional;
+  use.adapter_note = "without one, a random one with --mem-size and --lora-r";
+  use.lora_alpha = true;
+  use.run = false;  // declared below, after the random adapter's options
+  auto* model = cli::add_model_options(c, *a, use);
   auto* shape = c->add_option("--shape", a->shape, "Or random weights of a built-in shape (llama2-7b, mistral-7b, smollm2-135m,\n"
                                                    "tinyllama-1.1b) or of a config.json");
   model->excludes(shape);
-  c->add_option("--adapter", a->adapter, "ICAE adapter (default: a random one with --mem-size and --lora-r)");
   c->add_option("--batch", a->batches, "Batch sizes, e.g. 1,8,32")->delimiter(',');
   c->add_option("--context", a->contexts, "Context lengths in tokens, e.g. 512,2048")->delimiter(',');
   c->add_option("--gen", a->gen, "Tokens generated per row")->capture_default_str();
@@ -154,7 +157,6 @@ void setup(CLI::App& root) {
   c->add_option("--slot-kind", a->slot_kind, "Random adapter: embedding or kv slots (an adapter file says its own)")
       ->check(CLI::IsMember({"embedding", "kv"}))
       ->capture_default_str();
-  c->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha for released checkpoints (default 32)");
   c->add_option("--seed", a->seed, "Seed of the random weights and token ids")->capture_default_str();
   c->add_flag("--json", a->json, "One JSON document on stdout instead of the table");
   cli::add_run_options(c, a->run);

@@ -16,8 +16,8 @@ namespace {
 
 using namespace icae;
 
-struct ConvertArgs {
-  std::string model, adapter, out, dtype = "bf16", notes;
+struct ConvertArgs : cli::ModelOptions {
+  std::string out, dtype = "bf16", notes;  // --dtype: the stored one (no run options: nothing runs)
 };
 
 void run_convert(const ConvertArgs& a) {
@@ -40,8 +40,11 @@ void setup_convert(CLI::App& root) {
                                     "Re-save an ICAE adapter in another dtype (e.g. bf16 to ship it), header kept.\n"
                                     "Example: icae convert-adapter --model M.gguf --adapter run/adapter.safetensors "
                                     "--out demo.safetensors");
-  c->add_option("--model", a->model, "The adapter's base model (folder or .gguf)")->required();
-  c->add_option("--adapter", a->adapter, "The adapter to convert")->required();
+  cli::ModelOptionsUse use;
+  use.adapter = cli::AdapterUse::Required;
+  use.adapter_note = "the one to convert";
+  use.run = false;
+  cli::add_model_options(c, *a, use);
   c->add_option("--out,-o", a->out, "The file to write")->required();
   c->add_option("--dtype", a->dtype, "Stored dtype of the tensors")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))

@@ -27,12 +27,11 @@ using namespace icae;
 using Ids = std::vector<int64_t>;
 using Clock = std::chrono::steady_clock;
 
-struct DemoArgs {
-  std::string model, adapter, qa_adapter, file;
+struct DemoArgs : cli::ModelOptions {
+  std::string qa_adapter, file;
   std::vector<std::string> passages_data, questions;
   int64_t passages = 3, max_new_tokens = 64;
   SamplingOptions sampling;  // for the reconstructions and both kinds of answer alike
-  cli::RunOptions run;
 };
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -134,10 +133,7 @@ void run_demo(const DemoArgs& a) {
       texts.push_back(x.text);
     }
   }
-  OpenOptions o;
-  o.device = a.run.device;
-  o.dtype = a.run.dtype;
-  o.threads = a.run.threads;
+  OpenOptions o = cli::open_options(a);
   o.session.sampling = a.sampling;
   cli::resolve(a.run);
   const auto t0 = Clock::now();
@@ -172,9 +168,10 @@ void setup_demo(CLI::App& root) {
       "Show a trained ICAE at work: passages compressed into memory slots, reconstructed from them,\n"
       "and questions answered from the slots beside the base model's answers with the full text.\n"
       "Example: icae demo --model SmolLM2.gguf --adapter models/demo/adapter.safetensors --file my.txt");
-  c->add_option("--model", a->model, "Base model folder or .gguf file")->required();
-  c->add_option("--adapter", a->adapter, "ICAE adapter (.safetensors): reconstructs, and answers unless --qa-adapter")
-      ->required();
+  cli::ModelOptionsUse use;
+  use.adapter = cli::AdapterUse::Required;
+  use.adapter_note = "reconstructs, and answers unless --qa-adapter";
+  cli::add_model_options(c, *a, use);
   c->add_option("--qa-adapter", a->qa_adapter,
                 "A fine-tuned adapter of the same base to answer the questions with (its own slots of each passage)");
   c->add_option("--passages-data", a->passages_data, "Held-out passages: JSONL with \"text\", or text files");
@@ -185,7 +182,6 @@ void setup_demo(CLI::App& root) {
       ->check(cli::at_least(1))
       ->capture_default_str();
   cli::add_sampling_options(c, a->sampling);
-  cli::add_run_options(c, a->run);
   c->callback([a] { run_demo(*a); });
 }
 

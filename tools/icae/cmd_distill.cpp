@@ -19,13 +19,12 @@ namespace {
 
 using namespace icae;
 
-struct DistillArgs {
-  std::string model, tokenizer, out, passages_out, prompts_file;
+struct DistillArgs : cli::ModelOptions {
+  std::string out, passages_out, prompts_file;
   std::vector<std::string> data;
   int64_t passages = 200, max_context = 128, min_context = 64, batch = 8, max_new_tokens = 96;
   uint64_t seed = 0;
   bool split_blocks = false, passages_only = false;
-  cli::RunOptions run;
 };
 
 std::vector<std::string> read_prompts(const std::string& path) {
@@ -70,13 +69,8 @@ void run_distill(const DistillArgs& a) {
   if (!a.prompts_file.empty()) o.prompts = read_prompts(a.prompts_file);
   o.batch = a.batch;
   o.max_new_tokens = a.max_new_tokens;
-  OpenOptions oo;
-  oo.device = a.run.device;
-  oo.dtype = a.run.dtype;
-  oo.threads = a.run.threads;
-  oo.tokenizer = a.tokenizer;
   cli::resolve(a.run);
-  Session s = open_session(a.model, "", oo);
+  Session s = open_session(a.model, "", cli::open_options(a));
   const std::vector<std::string> passages = draw_passages(a, s);
   if (!a.passages_out.empty()) {
     std::ofstream p(a.passages_out, std::ios::trunc);
@@ -114,8 +108,9 @@ void setup_distill(CLI::App& root) {
       "reads in full; `icae finetune` then teaches ICAE to give those answers from the slots alone.\n"
       "Writes PwC-format JSONL ({\"input\", \"prompt\", \"answer\"} per line).\n"
       "Example: icae distill --model SmolLM2.gguf --data data/corpus/train --out data/ft/train.jsonl --passages 200");
-  c->add_option("--model", a->model, "Base model: a Hugging Face folder or a .gguf file")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
+  cli::ModelOptionsUse use;
+  use.tokenizer = true;
+  cli::add_model_options(c, *a, use);
   c->add_option("--data", a->data, "Text: .txt files, folders of them, JSONL with \"text\"")->required();
   c->add_option("--out", a->out, "Output JSONL (written atomically)");
   c->add_flag("--passages-only", a->passages_only, "Only draw the passages and write --passages-out (no answers)");
@@ -132,7 +127,6 @@ void setup_distill(CLI::App& root) {
   c->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens per answer at most")
       ->check(cli::at_least(1))
       ->capture_default_str();
-  cli::add_run_options(c, a->run);
   c->callback([a] { run_distill(*a); });
 }
 

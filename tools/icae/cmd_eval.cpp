@@ -20,14 +20,12 @@ namespace {
 
 using namespace icae;
 
-struct EvalArgs {
-  std::string model, adapter, tokenizer, out, tmpl;
+struct EvalArgs : cli::ModelOptions {
+  std::string out, tmpl;
   std::vector<std::string> data;
   bool json = false, no_base = false;
-  double lora_alpha = 0;
   int64_t max_samples = 0, batch = 8, context_tokens = 512, continuation_tokens = 128, max_new_tokens = 128;
   SamplingOptions sampling;  // greedy unless told otherwise
-  cli::RunOptions run;
 };
 
 // How the answers were decoded, for the JSON reports: numbers are only comparable under one setting.
@@ -45,12 +43,7 @@ nlohmann::json report_head(const EvalArgs& a, const char* task) {
 }
 
 Session open(const EvalArgs& a) {
-  OpenOptions o;
-  o.device = a.run.device;
-  o.dtype = a.run.dtype;
-  o.threads = a.run.threads;
-  o.tokenizer = a.tokenizer;
-  if (a.lora_alpha > 0) o.lora_alpha = a.lora_alpha;
+  OpenOptions o = cli::open_options(a);
   o.session.ft_template = a.tmpl;
   o.session.sampling = a.sampling;
   cli::resolve(a.run);  // --threads, and the same device errors as elsewhere
@@ -217,11 +210,11 @@ void setup(CLI::App& root) {
                          Sub{"ft", "PwC answers from the slots vs the reference and the base model with the full context (ROUGE-L, token F1).", run_ft}}) {
     auto a = std::make_shared<EvalArgs>();
     CLI::App* c = eval->add_subcommand(sub.name, sub.help);
-    c->add_option("--model", a->model, "Base model folder or .gguf file")->required();
-    c->add_option("--adapter", a->adapter, "ICAE adapter (.safetensors)")->required();
+    cli::ModelOptionsUse use;
+    use.adapter = cli::AdapterUse::Required;
+    use.tokenizer = use.lora_alpha = true;
+    cli::add_model_options(c, *a, use);
     c->add_option("--data", a->data, "Text files, folders of them, or JSONL (text, or PwC input/prompt/answer)")->required();
-    c->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
-    c->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha for released checkpoints (default 32)");
     c->add_option("--max-samples", a->max_samples, "Use at most this many samples (0: all)")->capture_default_str();
     c->add_option("--batch", a->batch, "Contexts compressed and decoded together")->capture_default_str();
     c->add_flag("--json", a->json, "One JSON document on stdout instead of the table");
@@ -236,7 +229,6 @@ void setup(CLI::App& root) {
       c->add_flag("--no-base", a->no_base, "Skip the base model's full-context answers");
     }
     if (std::string(sub.name) != "lm") cli::add_sampling_options(c, a->sampling);
-    cli::add_run_options(c, a->run);
     auto run = sub.run;
     c->callback([a, run] { run(*a); });
   }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "command.h"
+#include "common.h"
 #include "icae/formats/gguf.h"
 #include "icae/formats/gguf_tokenizer.h"
 #include "icae/tokenizer/tokenizer.h"
@@ -14,8 +15,7 @@
 namespace icae::cli {
 namespace {
 
-struct ExportTokenizerArgs {
-  std::string model;
+struct ExportTokenizerArgs : ModelOptions {  // --model only: nothing runs
   std::string out;
 };
 
@@ -54,7 +54,10 @@ void setup_export_tokenizer(CLI::App& root) {
       "Writes the tokenizer stored in a GGUF file's metadata (tokenizer.ggml.*) as a Hugging Face\n"
       "tokenizer.json, usable by `icae tokenize` and by Hugging Face tokenizers.\n"
       "Exit codes: 3 malformed file, 4 I/O, 6 unsupported tokenizer model or pre-tokenizer.");
-  c->add_option("--model", args->model, "the .gguf file")->required();
+  ModelOptionsUse use;
+  use.model_help = "the .gguf file";
+  use.run = false;
+  add_model_options(c, *args, use);
   c->add_option("--out", args->out, "tokenizer.json to write ('-': stdout)")->required();
   c->callback([args] { run_export_tokenizer(*args); });
 }

@@ -15,9 +15,8 @@
 
 namespace {
 
-struct ForwardArgs {
-  std::string model, ids, out;
-  icae::cli::RunOptions run;
+struct ForwardArgs : icae::cli::ModelOptions {
+  std::string ids, out;
   int top = 5;
 };
 
@@ -53,13 +52,12 @@ void setup(CLI::App& root) {
       "forward",
       "Run the base model on token ids and print the top logits per position, or save all logits.\n"
       "Example: icae forward --model ../shared/testdata/golden/tiny-llama/base --ids 1,5,9 --out logits.safetensors");
-  cmd->add_option("--model", args->model, "Model folder (config.json + safetensors) or .gguf file")->required();
+  icae::cli::add_model_options(cmd, *args, {});  // --model and the run options
   cmd->add_option("--ids", args->ids, "Comma-separated token ids, e.g. 1,5,9")->required();
   cmd->add_option("--out", args->out, "Save input_ids and logits [T, V] (float32) to this .safetensors file");
   cmd->add_option("--top", args->top, "Without --out: how many top logits to print per position")
       ->check(icae::cli::at_least(1))
       ->capture_default_str();
-  icae::cli::add_run_options(cmd, args->run);
   cmd->callback([args] { run_forward(*args); });
 }
 

@@ -19,13 +19,18 @@ namespace {
 
 using namespace icae;
 
-struct GenArgs {
-  std::string model, tokenizer, prompt, prompt_file, ids, system;
+struct GenArgs : cli::ModelOptions {
+  std::string prompt, prompt_file, ids, system;
   bool chat = false, stats = false, print_ids = false, ignore_eos = false;
   int64_t max_new_tokens = 128;
   SamplingOptions sampling;
-  cli::RunOptions run;
 };
+
+void add_model(CLI::App* cmd, GenArgs& a) {
+  cli::ModelOptionsUse use;
+  use.tokenizer = true;
+  cli::add_model_options(cmd, a, use);
+}
 
 void add_sampling(CLI::App* cmd, GenArgs& a) {
   cmd->add_option("--max-new-tokens,-n", a.max_new_tokens, "Tokens to generate at most")
@@ -111,15 +116,13 @@ void setup_generate(CLI::App& root) {
       "Generate text with the base model (no compression), streaming it to stdout.\n"
       "Example: icae generate --model models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --chat \\\n"
       "           --prompt 'What is the capital of France?'");
-  cmd->add_option("--model", a->model, "Model folder (config.json, safetensors, tokenizer.json) or .gguf file")->required();
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
+  add_model(cmd, *a);
   cmd->add_option("--prompt,-p", a->prompt, "Prompt text");
   cmd->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
   cmd->add_option("--ids", a->ids, "Prompt as comma-separated token ids (no tokenizer needed)");
   cmd->add_flag("--chat", a->chat, "Wrap the prompt in the model's chat template (one user turn)");
   cmd->add_option("--system", a->system, "With --chat: a system message");
   add_sampling(cmd, *a);
-  cli::add_run_options(cmd, a->run);
   cmd->callback([a] { run_generate(*a); });
 }
 
@@ -146,11 +149,9 @@ void setup_chat(CLI::App& root) {
   auto a = std::make_shared<GenArgs>();
   CLI::App* cmd = root.add_subcommand(
       "chat", "Chat with an instruction-tuned model (its chat template, streaming). Reads one message per line.");
-  cmd->add_option("--model", a->model, "Model folder or .gguf file")->required();
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
+  add_model(cmd, *a);
   cmd->add_option("--system", a->system, "A system message");
   add_sampling(cmd, *a);
-  cli::add_run_options(cmd, a->run);
   cmd->callback([a] { run_chat(*a); });
 }
 

@@ -24,15 +24,13 @@ namespace {
 
 using namespace icae;
 
-struct IcaeArgs {
-  std::string model, tokenizer, adapter, context_file, context_ids, slots_in, out, prompt, tmpl;
+struct IcaeArgs : cli::ModelOptions {
+  std::string context_file, context_ids, slots_in, out, prompt, tmpl;
   std::string format = "safetensors";
   std::vector<std::string> context_files;  // compress: one or more
   bool reconstruct = false, stats = false;
-  double lora_alpha = 0;  // 0: from the adapter file (released files: 32)
   int64_t max_new_tokens = 256;
   SamplingOptions sampling;
-  cli::RunOptions run;
 };
 
 // The shared weights (as a server would hold them) and a session over them.
@@ -159,12 +157,10 @@ void run_ask(const IcaeArgs& a) {
 }
 
 void add_common(CLI::App* cmd, IcaeArgs& a) {
-  cmd->add_option("--model", a.model, "Base model folder or .gguf file")->required();
-  cmd->add_option("--adapter", a.adapter, "ICAE adapter (.safetensors: ours or the released v2 layout)")->required();
-  cmd->add_option("--tokenizer", a.tokenizer, "tokenizer.json to use instead of the model's own");
-  cmd->add_option("--lora-alpha", a.lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)")
-      ->check(cli::at_least(0));
-  cli::add_run_options(cmd, a.run);
+  cli::ModelOptionsUse use;
+  use.adapter = cli::AdapterUse::Required;
+  use.tokenizer = use.lora_alpha = true;
+  cli::add_model_options(cmd, a, use);
 }
 
 void setup(CLI::App& root) {

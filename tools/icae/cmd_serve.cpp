@@ -15,10 +15,7 @@
 
 namespace {
 
-struct ServeArgs {
-  std::string model, adapter, tokenizer;
-  icae::cli::RunOptions run;  // --device, --dtype, --threads, --dense-decode: as every command
-  double lora_alpha = 0;
+struct ServeArgs : icae::cli::ModelOptions {  // --model ... --dense-decode: as every command
   int64_t slot_cache_mb = 512, max_body_mb = 8;
   icae::ServerOptions server;
 };
@@ -33,14 +30,7 @@ void run_serve(ServeArgs& a) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  icae::OpenOptions o;
-  o.device = a.run.device;
-  o.dtype = a.run.dtype;
-  o.threads = a.run.threads;
-  o.dense_decode = a.run.dense_decode;
-  o.tokenizer = a.tokenizer;
-  if (a.lora_alpha > 0) o.lora_alpha = a.lora_alpha;
-  icae::LoadedModel model = icae::load_model(a.model, a.adapter, o);
+  icae::LoadedModel model = icae::load_model(a.model, a.adapter, icae::cli::open_options(a));
 
   a.server.slot_cache_bytes = a.slot_cache_mb << 20;
   a.server.max_body_bytes = a.max_body_mb << 20;
@@ -65,12 +55,10 @@ void setup(CLI::App& root) {
       "Serve the ICAE over HTTP (JSON): POST /v1/compress a context once, then /v1/answer prompts about it by\n"
       "its slots_id; also /v1/reconstruct, /v1/generate, GET /healthz and /metrics (Prometheus). See README,\n"
       "\"Serving\".");
-  c->add_option("--model", a->model, "Base model folder or .gguf file")->required();
-  c->add_option("--adapter", a->adapter, "ICAE adapter (.safetensors)")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer.json to use instead of the model's own");
-  c->add_option("--lora-alpha", a->lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)")
-      ->check(icae::cli::at_least(0));
-  icae::cli::add_run_options(c, a->run);
+  icae::cli::ModelOptionsUse use;
+  use.adapter = icae::cli::AdapterUse::Required;
+  use.tokenizer = use.lora_alpha = true;
+  icae::cli::add_model_options(c, *a, use);
   icae::ServerOptions& s = a->server;
   c->add_option("--host", s.host, "Address to listen on (0.0.0.0: every interface; only when you mean it)")
       ->capture_default_str();

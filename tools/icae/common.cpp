@@ -43,6 +43,35 @@ void add_run_options(CLI::App* cmd, RunOptions& o) {
                 "(the default uses the blocks where their kernels are vectorised: AVX-512)");
 }
 
+CLI::Option* add_model_options(CLI::App* cmd, ModelOptions& o, const ModelOptionsUse& use) {
+  const std::string model_help =
+      use.model_help.empty() ? "Base model: a Hugging Face folder or a .gguf file" : use.model_help;
+  CLI::Option* model = cmd->add_option("--model", o.model, model_help);
+  if (use.model_required) model->required();
+  if (use.adapter != AdapterUse::None) {
+    CLI::Option* adapter = cmd->add_option(
+        "--adapter", o.adapter, "ICAE adapter (.safetensors)" + (use.adapter_note.empty() ? "" : ": " + use.adapter_note));
+    if (use.adapter == AdapterUse::Required) adapter->required();
+  }
+  if (use.tokenizer) cmd->add_option("--tokenizer", o.tokenizer, "tokenizer.json to use instead of the model's own");
+  if (use.lora_alpha)
+    cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)")
+        ->check(at_least(0));
+  if (use.run) add_run_options(cmd, o.run);
+  return model;
+}
+
+OpenOptions open_options(const ModelOptions& o) {
+  OpenOptions open;
+  open.device = o.run.device;
+  open.dtype = o.run.dtype;
+  open.threads = o.run.threads;
+  open.dense_decode = o.run.dense_decode;
+  open.tokenizer = o.tokenizer;
+  if (o.lora_alpha > 0) open.lora_alpha = o.lora_alpha;
+  return open;
+}
+
 void add_sampling_options(CLI::App* cmd, SamplingOptions& s) {
   cmd->add_option("--temperature", s.temperature, "0 = greedy; > 0 samples")->check(at_least(0))->capture_default_str();
   cmd->add_option("--top-k", s.top_k, "Sample among the k most likely tokens (0 = all)")

@@ -1,8 +1,10 @@
-// Options shared by every command that runs a model: --device, --dtype, --threads.
+// Options shared by the commands (and the benchmarks) that run a model: the one declaration of
+// --model, --adapter, --tokenizer, --lora-alpha, --device, --dtype, --threads, --dense-decode.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "icae/api.h"
 #include "icae/infer/generate.h"
 #include "icae/model/transformer.h"
 
@@ -21,6 +23,31 @@ void add_run_options(CLI::App* cmd, RunOptions& options);
 enum class DeviceUse { Inference, Training };
 void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, int& threads,
                         DeviceUse use = DeviceUse::Inference);
+// --model, --adapter, --tokenizer, --lora-alpha and the run options: what a command loads. A
+// command's arguments derive from ModelOptions (or hold one) and declare them with
+// add_model_options, saying which of them it takes.
+enum class AdapterUse { None, Optional, Required };
+struct ModelOptions {
+  std::string model;      // a Hugging Face folder or a .gguf file
+  std::string adapter;    // an ICAE adapter (.safetensors); empty: none
+  std::string tokenizer;  // a tokenizer.json instead of the model's own; empty: the model's
+  double lora_alpha = 0;  // 0: the adapter's own (released v2 checkpoints store none: 32)
+  RunOptions run;
+};
+struct ModelOptionsUse {
+  AdapterUse adapter = AdapterUse::None;  // --adapter
+  bool tokenizer = false;                 // --tokenizer
+  bool lora_alpha = false;                // --lora-alpha (with an adapter that may be a released checkpoint)
+  bool run = true;                        // --device, --dtype, --threads, --dense-decode
+  bool model_required = true;             // false: the command has another source (bench --shape)
+  std::string model_help;                 // empty: the shared text; else what this command takes
+  std::string adapter_note;               // appended to the adapter's help: what this command does with it
+};
+// Declares the options `use` names, in the order above (--model first); returns --model.
+CLI::Option* add_model_options(CLI::App* cmd, ModelOptions& options, const ModelOptionsUse& use);
+// The library's load options for them (device, dtype, threads, dense decode, tokenizer, LoRA alpha).
+OpenOptions open_options(const ModelOptions& options);
+
 // --temperature, --top-k, --top-p, --seed, --repetition-penalty, --no-repeat-ngram.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& sampling);
 // Applies --threads and turns --device/--dtype into load options; clear errors when CUDA is
