@@ -20,8 +20,8 @@ int main(int argc, char** argv) {
     if (!in) throw icae::Error(icae::ErrorKind::Io, std::string(argv[3]) + ": cannot open");
     std::stringstream text;
     text << in.rdbuf();
-    at::Tensor slots = session.compress(text.str());  // [n, hidden]: keep it, save it, send it
-    icae::save_slots(std::string(argv[3]) + ".slots.safetensors", session.icae(), slots, 0);
+    icae::Slots slots = session.compress_slots(text.str());  // keep them, save them, send them
+    icae::save_slots(std::string(argv[3]) + ".slots.safetensors", slots);
 
     for (int i = 4; i < argc; ++i) {
       std::cout << "Q: " << argv[i] << "\nA: ";

@@ -1,14 +1,15 @@
 // The public API of icae, in one include: load a base model and an ICAE adapter, compress
-// contexts into memory slots (a plain at::Tensor you can keep, save or hand on: [n, hidden] for
-// embedding slots, [n, layers, 2, kv_heads, head_dim] for key/value slots; icae/core/slot_kind.h),
-// answer prompts from them.
+// contexts into memory slots (icae::Slots: the tensor — [n, hidden] embedding slots or
+// [n, layers, 2, kv_heads, head_dim] key/value slots — with its kind, k and the fingerprints of
+// what made it), answer prompts from them.
 //
 //   #include <icae/api.h>
 //   auto s = icae::open_session("SmolLM2.gguf", "adapter.safetensors");
-//   at::Tensor slots = s.compress(document_text);
+//   icae::Slots slots = s.compress_slots(document_text);
 //   std::string answer = s.answer(slots, "Who wrote it?").text;
-//   icae::save_slots("doc.slots.safetensors", s.icae(), slots, 0);
+//   icae::save_slots("doc.slots.safetensors", slots);   // icae::load_slots(path, s.icae()) reads them back
 //
+// (Session also takes and gives the bare tensors: compress(), answer(at::Tensor, ...).)
 // Link with icae::icae (CMake: find_package(icae) — see examples/). Errors are icae::Error.
 #pragma once
 #include <memory>

@@ -104,11 +104,7 @@ class Model {
   // --- the encoder
   std::vector<Slots> compress_ids(const std::vector<Ids>& contexts) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const Icae& icae = session_->icae();
-    std::vector<at::Tensor> t = PythonBridge().run([&] { return session_->compress(contexts); });
-    std::vector<Slots> out;
-    for (size_t i = 0; i < t.size(); ++i) out.push_back(make_slots(icae, t[i], static_cast<int64_t>(contexts[i].size())));
-    return out;
+    return PythonBridge().run([&] { return session_->compress_slots(contexts); });
   }
   std::vector<Slots> compress_texts(const std::vector<std::string>& texts) {
     std::vector<Ids> ids;
@@ -254,11 +250,7 @@ class Model {
   std::mutex& mutex() { return mutex_; }
 
  private:
-  // Slots checked against this adapter, on its device and in its dtype.
-  at::Tensor fit(const Slots& s) {
-    check_slots_fit(s, session_->icae(), "slots");
-    return s.tensor.to(session_->base().device(), session_->base().dtype());
-  }
+  at::Tensor fit(const Slots& s) { return session_->fit(s); }
 
   LoadedModel loaded_;
   std::unique_ptr<Session> session_;

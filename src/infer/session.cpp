@@ -61,6 +61,26 @@ std::vector<at::Tensor> Session::compress_texts(const std::vector<std::string>& 
 
 at::Tensor Session::compress(const std::string& text) const { return compress_texts({text}).front(); }
 
+std::vector<Slots> Session::compress_slots(const std::vector<std::vector<int64_t>>& contexts) const {
+  std::vector<at::Tensor> t = compress(contexts);
+  std::vector<Slots> out;
+  for (size_t i = 0; i < t.size(); ++i) out.push_back(make_slots(icae(), t[i], static_cast<int64_t>(contexts[i].size())));
+  return out;
+}
+
+std::vector<Slots> Session::compress_slots(const std::vector<std::string>& texts) const {
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& t : texts) ids.push_back(tokenize(t));
+  return compress_slots(ids);
+}
+
+Slots Session::compress_slots(const std::string& text) const { return compress_slots(std::vector<std::string>{text}).front(); }
+
+at::Tensor Session::fit(const Slots& slots) const {
+  check_slots_fit(slots, icae(), "slots");
+  return slots.tensor.to(base().device(), base().dtype());
+}
+
 FtTemplate Session::ft_template() const {
   const std::string name = !options_.ft_template.empty() ? options_.ft_template
                            : adapter_                    ? adapter_->info.chat_template

@@ -94,6 +94,34 @@ TEST_P(SessionGolden, BatchedCompressionAndGenerationEqualOneByOne) {
   for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(together[i].ids, s.run({rows[i]}).front().ids) << "row " << i;
 }
 
+// Slots as a value: what compress_slots gives decodes as its tensor does, reads back from a file
+// without a model, and is refused (Mismatch) by a session of another adapter.
+TEST_P(SessionGolden, SlotsKnowWhatMadeThemAndAreCheckedOnUse) {
+  Golden g = load_golden(GetParam());
+  Session s(g.text, g.adapter);
+  const auto context = to_ids(g.golden.at("context_ids"));
+  const Slots slots = s.compress_slots(std::vector<std::vector<int64_t>>{context}).front();
+  EXPECT_EQ(slots.kind, SlotKind::Embedding);
+  EXPECT_EQ(slots.context_tokens, static_cast<int64_t>(context.size()));
+  EXPECT_EQ(slots.mem_size, s.icae().config().mem_size);
+  EXPECT_EQ(s.reconstruct(slots).ids, s.reconstruct(slots.tensor).ids);
+  const std::string path = ::testing::TempDir() + "session_slots_value_" + GetParam() + ".safetensors";
+  save_slots(path, slots);
+  const Slots back = read_slots(path);  // no model needed
+  EXPECT_EQ(back.base_fingerprint, slots.base_fingerprint);
+  EXPECT_EQ(s.reconstruct(back).ids, s.reconstruct(slots).ids);
+  auto other = std::make_shared<LoadedAdapter>();
+  other->icae = std::make_unique<Icae>(g.text->model, s.icae().config(), /*seed=*/11);
+  Session t(g.text, other);
+  try {
+    t.reconstruct(back);
+    FAIL() << "slots of another adapter were decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Mismatch);
+    EXPECT_NE(std::string(e.what()).find("another ICAE adapter"), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(SessionGolden, SlotFileRoundTripsAndRefusesAnotherAdapterOrBase) {
   Golden g = load_golden(GetParam());
   Session s(g.text, g.adapter);

@@ -30,6 +30,7 @@
 #include "icae/core/prompt_layout.h"
 #include "icae/infer/generate.h"
 #include "icae/infer/row_decoder.h"
+#include "icae/infer/slot_file.h"
 #include "icae/infer/text_model.h"
 
 namespace icae {
@@ -81,6 +82,23 @@ class Session {
   std::vector<at::Tensor> compress(const std::vector<std::vector<int64_t>>& contexts) const;
   std::vector<at::Tensor> compress_texts(const std::vector<std::string>& texts) const;
   at::Tensor compress(const std::string& text) const;
+
+  // --- the same as Slots (icae/infer/slot_file.h): slots that know their kind, k, the tokens
+  // they stand for and the fingerprints of this base model and adapter — what to keep, save or
+  // hand on. Ops given Slots check that they fit this adapter first (Mismatch, naming the misfit).
+  std::vector<Slots> compress_slots(const std::vector<std::string>& texts) const;
+  Slots compress_slots(const std::string& text) const;
+  std::vector<Slots> compress_slots(const std::vector<std::vector<int64_t>>& contexts) const;
+  // The tensor of slots checked against this adapter, on its device and in its dtype.
+  at::Tensor fit(const Slots& slots) const;
+  DecodeRow reconstruct_row(const Slots& slots) const { return reconstruct_row(fit(slots)); }
+  DecodeRow answer_row(const Slots& slots, const std::string& prompt) const { return answer_row(fit(slots), prompt); }
+  Completion reconstruct(const Slots& slots, const TokenCallback& on_token = {}) {
+    return reconstruct(fit(slots), on_token);
+  }
+  Completion answer(const Slots& slots, const std::string& prompt, const TokenCallback& on_token = {}) {
+    return answer(fit(slots), prompt, on_token);
+  }
 
   // --- decoder prefixes (what the ops below decode)
   DecodeRow reconstruct_row(const at::Tensor& slots) const;
