@@ -255,3 +255,10 @@ def test_cuda_slots_equal_the_cpu_ones(golden, tiny):
     a, b = gpu.compress(ids), tiny.compress(ids)
     assert a.tensor.is_cuda and max_rel(a.tensor.cpu(), b.tensor) <= 1e-4
     assert gpu.reconstruct(a, max_new_tokens=8) == tiny.reconstruct(b, max_new_tokens=8)
+
+
+def test_python_dash_m_icae_is_the_cli(cli):
+    for args in (["generate"], ["frobnicate"], ["generate", "--model", "/no-such-model"]):
+        ours = subprocess.run([os.sys.executable, "-m", "icae", *args], capture_output=True, text=True)
+        theirs = subprocess.run([str(cli), *args], capture_output=True, text=True)
+        assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr), args

@@ -45,10 +45,8 @@ int run(const std::vector<std::string>& args, bool rethrow) {
     app.parse(argc, argv.data());
   } catch (const CLI::ParseError& e) {
     // A caller that maps errors gets usage errors as icae::Error(Usage) with the same words.
-    if (rethrow && e.get_exit_code() != static_cast<int>(CLI::ExitCodes::Success)) {
-      const std::vector<CLI::App*> parsed = app.get_subcommands();
-      fail(ErrorKind::Usage, (parsed.empty() ? std::string("icae") : "icae " + parsed.back()->get_name()) + ": " + e.what());
-    }
+    if (rethrow && e.get_exit_code() != static_cast<int>(CLI::ExitCodes::Success))
+      fail(ErrorKind::Usage, parse_error_message(app, e, argc, argv.data()));
     return report_parse_error(app, e, argc, argv.data());
   } catch (const icae::Error& e) {
     if (rethrow) throw;

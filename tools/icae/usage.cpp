@@ -78,18 +78,21 @@ std::string format_number(double v) {
 
 }  // namespace
 
+std::string parse_error_message(const CLI::App& root, const CLI::ParseError& e, int argc, char** argv) {
+  const std::vector<CLI::App*> parsed = root.get_subcommands();
+  if (parsed.empty()) return "icae: " + no_command_message(root, argc, argv);
+  // The innermost command reached names the option's owner ("icae generate: --model is required").
+  const std::string name = parsed.back()->get_name();
+  return "icae " + name + ": " + e.what() + "\nrun 'icae " + name + " --help' for its options";
+}
+
 int report_parse_error(const CLI::App& root, const CLI::ParseError& e, int argc, char** argv) {
   // --help and --version are "errors" to CLI11 too, with exit code 0: let it print them.
   if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return root.exit(e);
-  const std::vector<CLI::App*> parsed = root.get_subcommands();
-  if (parsed.empty()) {
-    std::cerr << "icae: error: " << no_command_message(root, argc, argv) << "\n";
-  } else {
-    // The innermost command reached names the option's owner ("icae generate: --model is required").
-    const std::string name = parsed.back()->get_name();
-    std::cerr << "icae " << name << ": error: " << e.what() << "\nrun 'icae " << name
-              << " --help' for its options\n";
-  }
+  // "icae[ NAME]: error: ..." — the message with "error:" after its owner.
+  const std::string m = parse_error_message(root, e, argc, argv);
+  const size_t colon = m.find(": ");
+  std::cerr << m.substr(0, colon) << ": error: " << m.substr(colon + 2) << "\n";
   return 2;
 }
 

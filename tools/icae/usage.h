@@ -8,6 +8,9 @@
 
 namespace icae::cli {
 
+// The message for a parse error of `root`, starting with its owner: "icae generate: --model is
+// required\nrun 'icae generate --help' ..." or "icae: unknown command 'x' ...".
+std::string parse_error_message(const CLI::App& root, const CLI::ParseError& e, int argc, char** argv);
 // Prints help/version (exit 0) or "icae: error: ..." (exit 2) for a parse error of `root`.
 int report_parse_error(const CLI::App& root, const CLI::ParseError& e, int argc, char** argv);
 
