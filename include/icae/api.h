@@ -41,6 +41,10 @@ struct LoadedModel {
   std::shared_ptr<const LoadedAdapter> adapter;  // null when loaded without one
 };
 
+// Applies options.threads and turns device/dtype/dense_decode into load options (the one parser of
+// them: the command line's --device/--dtype/--threads/--dense-decode come here too).
+ModelLoadOptions load_options(const OpenOptions& options);
+
 // Loads a model (Hugging Face folder or .gguf) and, when adapter_path is not empty, an adapter.
 // A folder without tokenizer.json (and no OpenOptions::tokenizer) loads as weights only: the
 // session then takes and gives token ids.

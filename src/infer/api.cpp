@@ -10,10 +10,8 @@
 
 namespace icae {
 
-namespace {
-
 ModelLoadOptions load_options(const OpenOptions& o) {
-  // The same parsing (and messages) as the command line's --device / --dtype.
+  // 0 keeps libtorch's default: one thread per physical core, or OMP_NUM_THREADS when set.
   if (o.threads > 0) at::set_num_threads(o.threads);
   ModelLoadOptions m;
   m.device = parse_device(o.device);
@@ -21,8 +19,6 @@ ModelLoadOptions load_options(const OpenOptions& o) {
   if (o.dense_decode) m.quantized_decode = ModelLoadOptions::QuantDecode::Off;
   return m;
 }
-
-}  // namespace
 
 LoadedModel load_model(const std::string& model_path, const std::string& adapter_path, const OpenOptions& options) {
   TextModelOptions to;

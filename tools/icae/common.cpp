@@ -93,13 +93,12 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& s) {
 }
 
 ModelLoadOptions resolve(const RunOptions& o) {
-  // 0 keeps libtorch's default: one thread per physical core, or OMP_NUM_THREADS when set.
-  if (o.threads > 0) at::set_num_threads(o.threads);
-  ModelLoadOptions m;
-  m.device = parse_device(o.device);
-  m.dtype = parse_dtype(resolve_auto_dtype(o.dtype, m.device));
-  if (o.dense_decode) m.quantized_decode = ModelLoadOptions::QuantDecode::Off;
-  return m;
+  OpenOptions open;
+  open.device = o.device;
+  open.dtype = o.dtype;
+  open.threads = o.threads;
+  open.dense_decode = o.dense_decode;
+  return load_options(open);
 }
 
 std::string read_text_file(const std::string& path) {
