@@ -107,12 +107,8 @@ class Model {
     return PythonBridge().run([&] { return session_->compress_slots(contexts); });
   }
   std::vector<Slots> compress_texts(const std::vector<std::string>& texts) {
-    std::vector<Ids> ids;
-    {
-      py::gil_scoped_release nogil;
-      for (const auto& t : texts) ids.push_back(session_->tokenize(t));
-    }
-    return compress_ids(ids);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return PythonBridge().run([&] { return session_->compress_slots(texts); });
   }
   // A tensor from elsewhere as this adapter's slots (shape checked).
   Slots slots_of(const at::Tensor& tensor, int64_t context_tokens) {

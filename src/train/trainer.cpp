@@ -534,6 +534,7 @@ void Trainer::record_step(const StepStats& s, double lr, Progress& progress) {
   if (!leader()) return;
   // An observer (the Python package) shows progress its own way; messages still print.
   if (!g_observer) progress.update(progress_.step, s.loss, tps, lr, eta, log_step);
+  if (!log_step && !g_observer) return;  // the record is built only for someone to read
   nlohmann::json rec = step_record(s, lr);
   rec["tokens_per_s"] = tps;
   if (log_step) {

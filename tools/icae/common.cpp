@@ -61,12 +61,22 @@ CLI::Option* add_model_options(CLI::App* cmd, ModelOptions& o, const ModelOption
   return model;
 }
 
-OpenOptions open_options(const ModelOptions& o) {
+namespace {
+
+// --device, --dtype, --threads, --dense-decode as the library's OpenOptions.
+OpenOptions device_options(const RunOptions& o) {
   OpenOptions open;
-  open.device = o.run.device;
-  open.dtype = o.run.dtype;
-  open.threads = o.run.threads;
-  open.dense_decode = o.run.dense_decode;
+  open.device = o.device;
+  open.dtype = o.dtype;
+  open.threads = o.threads;
+  open.dense_decode = o.dense_decode;
+  return open;
+}
+
+}  // namespace
+
+OpenOptions open_options(const ModelOptions& o) {
+  OpenOptions open = device_options(o.run);
   open.tokenizer = o.tokenizer;
   if (o.lora_alpha > 0) open.lora_alpha = o.lora_alpha;
   return open;
@@ -92,14 +102,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& s) {
       ->capture_default_str();
 }
 
-ModelLoadOptions resolve(const RunOptions& o) {
-  OpenOptions open;
-  open.device = o.device;
-  open.dtype = o.dtype;
-  open.threads = o.threads;
-  open.dense_decode = o.dense_decode;
-  return load_options(open);
-}
+ModelLoadOptions resolve(const RunOptions& o) { return load_options(device_options(o)); }
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
