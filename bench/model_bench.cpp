@@ -57,12 +57,9 @@ namespace {
 // ---------------------------------------------------------------- options and shapes
 
 struct Options {
-  std::string model_path;
+  cli::ModelOptions m;  // --model and the run options, as the icae commands declare them
   std::string shape;
   int64_t layers = 0;  // 0: the shape's own depth
-  std::string device = "cpu";
-  std::string dtype = "f32";  // auto: resolved before the run (the report names the real one)
-  int threads = 0;            // 0: libtorch's default
   int repeat = 3;
   int warmup = 1;
   int64_t prompt_len = 512;
@@ -341,8 +338,10 @@ int main(int argc, char** argv) {
       "autoencoding training step, on a checkpoint (--model) or a random model of a known shape "
       "(--shape). Medians of --repeat runs; CUDA is synchronised before every clock read."};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later --x N wins
-  auto* model_opt = app.add_option("--model", o.model_path,
-                                   "Hugging Face folder (config.json + safetensors) or .gguf file to load");
+  cli::ModelOptionsUse use;
+  use.model_required = false;  // or --shape
+  use.model_help = "Hugging Face folder (config.json + safetensors) or .gguf file to load";
+  auto* model_opt = cli::add_model_options(&app, o.m, use);
   std::string shapes;
   for (const auto& n : shape_names()) shapes += (shapes.empty() ? "" : ", ") + n;
   auto* shape_opt = app.add_option("--shape", o.shape,
@@ -353,7 +352,6 @@ int main(int argc, char** argv) {
                  "with --shape: keep only N layers (N >= 2 to also report per-layer and extrapolated "
                  "full-depth times, fitted through an extra 1-layer run)")
       ->check(CLI::PositiveNumber);
-  cli::add_device_options(&app, o.device, o.dtype, o.threads);
   app.add_option("--repeat", o.repeat, "timed runs per benchmark (the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -380,7 +378,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    ICAE_CHECK(!o.model_path.empty() || !o.shape.empty(), ErrorKind::Usage, "give --model PATH or --shape NAME");
+    ICAE_CHECK(!o.m.model.empty() || !o.shape.empty(), ErrorKind::Usage, "give --model PATH or --shape NAME");
     ICAE_CHECK(o.layers == 0 || !o.shape.empty(), ErrorKind::Usage,
                "--layers applies to --shape only (a loaded model keeps its layers)");
     {
@@ -390,17 +388,14 @@ int main(int argc, char** argv) {
         ICAE_CHECK(item == "prefill" || item == "decode" || item == "compress" || item == "train", ErrorKind::Usage,
                    "--only: unknown benchmark '" + item + "' (prefill, decode, compress, train)");
     }
-    if (o.threads > 0) at::set_num_threads(o.threads);
-    ModelLoadOptions lo;
-    lo.device = parse_device(o.device);
-    o.dtype = resolve_auto_dtype(o.dtype, lo.device);
-    lo.dtype = parse_dtype(o.dtype);
+    const ModelLoadOptions lo = cli::resolve(o.m.run);  // --threads, device, dtype, --dense-decode
+    const std::string dtype = resolve_auto_dtype(o.m.run.dtype, lo.device);  // the report names the real one
 
     std::shared_ptr<const Transformer> model, one_layer;
     int64_t full_layers = 0;
     const auto t_load = Clock::now();
-    if (!o.model_path.empty()) {
-      model = std::make_shared<Transformer>(load_transformer(o.model_path, lo));
+    if (!o.m.model.empty()) {
+      model = std::make_shared<Transformer>(load_transformer(o.m.model, lo));
       full_layers = model->config().num_hidden_layers;
     } else {
       ModelConfig cfg = shape_config(o.shape);
@@ -420,7 +415,7 @@ int main(int argc, char** argv) {
     const double load_s = ms_since(t_load) / 1000.0;
     const ModelConfig& cfg = model->config();
     const int64_t layers = cfg.num_hidden_layers;
-    const std::string what = o.model_path.empty() ? o.shape + " (random weights)" : o.model_path;
+    const std::string what = o.m.model.empty() ? o.shape + " (random weights)" : o.m.model;
 
     std::printf("model_bench  %s\n", now_utc().c_str());
     std::printf("machine      %s, %u hardware threads, libtorch %s, intra-op threads %d\n", cpu_model().c_str(),
@@ -437,7 +432,7 @@ int main(int argc, char** argv) {
     std::printf("env          OMP_WAIT_POLICY=%s ATEN_CPU_CAPABILITY=%s\n", env("OMP_WAIT_POLICY").c_str(),
                 env("ATEN_CPU_CAPABILITY").c_str());
     std::printf("run          device %s, dtype %s, repeat %d (median), warmup %d, load %.1f s\n",
-                lo.device.str().c_str(), o.dtype.c_str(), o.repeat, o.warmup, load_s);
+                lo.device.str().c_str(), dtype.c_str(), o.repeat, o.warmup, load_s);
     std::printf("icae         mem_size %lld, rate %g, LoRA r %lld on q,v\n", (long long)o.mem_size, o.rate,
                 (long long)o.lora_r);
     std::fflush(stdout);
@@ -492,7 +487,7 @@ int main(int argc, char** argv) {
           {"full_layers", full_layers},
           {"config", cfg.to_json()},
           {"device", lo.device.str()},
-          {"dtype", o.dtype},
+          {"dtype", dtype},
           {"repeat", o.repeat},
           {"warmup", o.warmup},
           {"prompt_len", o.prompt_len},

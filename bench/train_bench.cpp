@@ -27,16 +27,18 @@ using namespace icae;
 
 int main(int argc, char** argv) {
   struct {
-    std::string model, data, dtype = "auto", device = "cpu", projector = "none", profile;
+    cli::ModelOptions m;  // --model, --device, --dtype, --threads as icae pretrain declares them
+    std::string data, projector = "none", profile;
     int64_t batch = 8, context = 128, k = 32, r = 32, steps = 6, warmup = 2;
     std::vector<std::string> targets{"q_proj", "v_proj"};
-    int threads = 0;
     bool checkpointing = false;
   } o;
   CLI::App app{"ICAE AE training throughput through train_step (context tokens/s, peak memory)"};
-  app.add_option("--model", o.model, "Base model (.gguf or HF folder)")->required();
+  o.m.run.dtype = "auto";
+  cli::ModelOptionsUse use;
+  use.device = cli::DeviceUse::Training;
+  cli::add_model_options(&app, o.m, use);
   app.add_option("--data", o.data, "Text folder or files")->required();
-  cli::add_device_options(&app, o.device, o.dtype, o.threads, cli::DeviceUse::Training);
   app.add_option("--projector", o.projector)->capture_default_str();
   app.add_option("--batch", o.batch)->capture_default_str();
   app.add_option("--context", o.context, "Context tokens per sample")->capture_default_str();
@@ -49,12 +51,10 @@ int main(int argc, char** argv) {
   app.add_option("--profile", o.profile, "Write a Chrome trace of the timed updates (libtorch profiler)");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (o.threads > 0) at::set_num_threads(o.threads);
     TextModelOptions tmo;
-    tmo.load.device = parse_device(o.device);
-    o.dtype = resolve_auto_dtype(o.dtype, tmo.load.device);  // the report names the real dtype
-    tmo.load.dtype = parse_dtype(o.dtype);
-    TextModel tm = load_text_model(o.model, tmo);
+    tmo.load = cli::resolve(o.m.run);  // --threads, --device and --dtype as the icae commands apply them
+    const std::string dtype = resolve_auto_dtype(o.m.run.dtype, tmo.load.device);  // the report names the real one
+    TextModel tm = load_text_model(o.m.model, tmo);
     IcaeConfig ic;
     ic.mem_size = o.k;
     ic.compression_rate = static_cast<double>(o.context) / static_cast<double>(o.k);
@@ -110,8 +110,8 @@ int main(int argc, char** argv) {
     int64_t trainable = 0;
     for (const auto& t : icae.trainable_parameters()) trainable += t.numel();
     nlohmann::json j = {{"impl", "icae"},
-                        {"device", o.device},
-                        {"dtype", o.dtype},
+                        {"device", o.m.run.device},
+                        {"dtype", dtype},
                         {"threads", at::get_num_threads()},
                         {"batch", o.batch},
                         {"ctx", o.context},

@@ -14,6 +14,13 @@ using train::TrainOptions;
 
 struct TrainArgs {
   TrainOptions o;
+  // --model, --tokenizer, --device, --dtype, --threads as every command declares them; copied
+  // into `o` when a new run starts (a resumed run keeps its own).
+  cli::ModelOptions base = [] {
+    cli::ModelOptions m;
+    m.run.dtype = TrainOptions{}.dtype;
+    return m;
+  }();
   std::string resume;
   int64_t steps_override = 0;
   // The adapter's named settings as the command line spells them (IcaeConfig holds enums and a
@@ -26,8 +33,11 @@ struct TrainArgs {
 
 void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
   TrainOptions& o = a.o;
-  c->add_option("--model", o.model, "Base model: a Hugging Face folder or a .gguf file");
-  c->add_option("--tokenizer", o.tokenizer, "tokenizer.json to use instead of the model's own");
+  cli::ModelOptionsUse base;
+  base.tokenizer = true;
+  base.model_required = false;  // a --resume'd run names its own
+  base.device = cli::DeviceUse::Training;
+  cli::add_model_options(c, a.base, base);
   if (finetune) {
     c->add_option("--train", o.train_data, "PwC-format JSONL ({\"input\", \"prompt\", \"answer\"} per line)");
     c->add_option("--eval", o.eval_data, "Held-out PwC JSONL for the FT loss");
@@ -123,7 +133,6 @@ void add_train_options(CLI::App* c, TrainArgs& a, bool finetune) {
   c->add_option("--plateau-check", o.plateau_check_step, "Warn when by this update the eval AE loss is within 5% of plain LM")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cli::add_device_options(c, o.device, o.dtype, o.threads, cli::DeviceUse::Training);
   c->add_flag("--activation-checkpointing", o.activation_checkpointing,
               "Recompute each layer's activations in the backward pass: less memory, ~30% more time");
   c->add_flag("--deterministic", o.deterministic, "Deterministic algorithms (repeatable runs)");
@@ -140,6 +149,11 @@ int run_training(TrainArgs& a, const char* mode) {
                a.resume + " is a " + t->options().mode + " run: resume it with icae " + t->options().mode);
   } else {
     a.o.mode = mode;
+    a.o.model = a.base.model;
+    a.o.tokenizer = a.base.tokenizer;
+    a.o.device = a.base.run.device;
+    a.o.dtype = a.base.run.dtype;
+    a.o.threads = a.base.run.threads;
     IcaeConfig& c = a.o.icae;
     c.slot_kind = parse_slot_kind(a.slot_kind);
     c.spread_memory_positions = a.memory_positions == "spread";

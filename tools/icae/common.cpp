@@ -36,9 +36,10 @@ void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, 
       ->capture_default_str();
 }
 
-void add_run_options(CLI::App* cmd, RunOptions& o) {
-  add_device_options(cmd, o.device, o.dtype, o.threads);
-  cmd->add_flag("--dense-decode", o.dense_decode,
+void add_run_options(CLI::App* cmd, RunOptions& o, DeviceUse use) {
+  add_device_options(cmd, o.device, o.dtype, o.threads, use);
+  if (use == DeviceUse::Inference)
+    cmd->add_flag("--dense-decode", o.dense_decode,
                 "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks\n"
                 "(the default uses the blocks where their kernels are vectorised: AVX-512)");
 }
@@ -57,7 +58,7 @@ CLI::Option* add_model_options(CLI::App* cmd, ModelOptions& o, const ModelOption
   if (use.lora_alpha)
     cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha for released checkpoints, which do not store it (default 32)")
         ->check(at_least(0));
-  if (use.run) add_run_options(cmd, o.run);
+  if (use.run) add_run_options(cmd, o.run, use.device);
   return model;
 }
 

@@ -17,10 +17,10 @@ struct RunOptions {
   bool dense_decode = false;   // .gguf: decode with dense weights instead of the file's blocks
 };
 
-void add_run_options(CLI::App* cmd, RunOptions& options);
 // --device, --dtype, --threads alone: the one declaration of them (add_run_options adds
-// --dense-decode). Training takes auto, f32 or bf16 (f16 is not safe to train in).
+// --dense-decode for inference). Training takes auto, f32 or bf16 (f16 is not safe to train in).
 enum class DeviceUse { Inference, Training };
+void add_run_options(CLI::App* cmd, RunOptions& options, DeviceUse use = DeviceUse::Inference);
 void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, int& threads,
                         DeviceUse use = DeviceUse::Inference);
 // --model, --adapter, --tokenizer, --lora-alpha and the run options: what a command loads. A
@@ -39,6 +39,7 @@ struct ModelOptionsUse {
   bool tokenizer = false;                 // --tokenizer
   bool lora_alpha = false;                // --lora-alpha (with an adapter that may be a released checkpoint)
   bool run = true;                        // --device, --dtype, --threads, --dense-decode
+  DeviceUse device = DeviceUse::Inference;  // Training: the dtypes one trains in, no --dense-decode
   bool model_required = true;             // false: the command has another source (bench --shape)
   std::string model_help;                 // empty: the shared text; else what this command takes
   std::string adapter_note;               // appended to the adapter's help: what this command does with it
