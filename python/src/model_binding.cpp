@@ -173,18 +173,10 @@ class Model {
                    const py::object& on_batch) {
     std::lock_guard<std::mutex> lock(mutex_);
     PythonBridge bridge;
-    std::vector<std::string> sources;
-    std::vector<Ids> contexts;
-    bridge.run([&] {
-      const auto data = eval::read_eval_data(paths, eval::EvalDataKind::Text);
-      for (const auto& x : data) {
-        if (max_samples > 0 && static_cast<int64_t>(contexts.size()) >= max_samples) break;
-        contexts.push_back(session_->tokenize(x.text));
-        ICAE_CHECK(!contexts.back().empty(), ErrorKind::BadInput, x.source + ": no tokens");
-        sources.push_back(x.source);
-      }
-    });
-    ICAE_CHECK(!contexts.empty(), ErrorKind::BadInput, "eval_ae: no samples in the data given");
+    std::vector<eval::EvalSample> data;
+    bridge.run([&] { data = eval::read_eval_data(paths, eval::EvalDataKind::Text); });
+    if (max_samples > 0 && static_cast<int64_t>(data.size()) > max_samples) data.resize(max_samples);
+    ICAE_CHECK(!data.empty(), ErrorKind::BadInput, "eval_ae: no samples in the data given");
     const SessionOptions saved = session_->options();
     session_->options() = with_decode_options(saved, options);
     eval::AeEvalOptions o;
@@ -192,7 +184,7 @@ class Model {
     o.on_batch = [&](size_t done, size_t total) { return bridge.call(on_batch, done, total); };
     eval::AeReport r;
     try {
-      r = bridge.run([&] { return eval::eval_ae(*session_, contexts, sources, o); });
+      r = bridge.run([&] { return eval::eval_ae(*session_, data, o); });
     } catch (...) {
       session_->options() = saved;
       throw;

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "icae/core/prompt_layout.h"
+#include "icae/eval/eval_data.h"
 #include "icae/eval/text_metrics.h"
 #include "icae/infer/session.h"
 #include "icae/util/error.h"
@@ -111,6 +112,17 @@ AeReport eval_ae(Session& session, const std::vector<Ids>& contexts, const std::
   report.mean_token_accuracy = mean_of(acc);
   report.corpus_bleu = corpus_bleu4(hyps, std::vector<Ids>(contexts.begin(), contexts.begin() + hyps.size()));
   return report;
+}
+
+AeReport eval_ae(Session& session, const std::vector<EvalSample>& texts, const AeEvalOptions& o) {
+  std::vector<Ids> contexts;
+  std::vector<std::string> sources;
+  for (const auto& x : texts) {
+    contexts.push_back(session.tokenize(x.text));
+    ICAE_CHECK(!contexts.back().empty(), ErrorKind::BadInput, x.source + ": no tokens");
+    sources.push_back(x.source);
+  }
+  return eval_ae(session, contexts, sources, o);
 }
 
 LmReport eval_lm(Session& session, const std::vector<Ids>& texts, const std::vector<std::string>& sources,

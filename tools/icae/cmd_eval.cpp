@@ -64,16 +64,9 @@ std::vector<eval::EvalSample> samples(const EvalArgs& a, eval::EvalDataKind kind
 void run_ae(const EvalArgs& a) {
   const auto data = samples(a, eval::EvalDataKind::Text);  // bad data fails before the model loads
   Session s = open(a);
-  std::vector<eval::Ids> contexts;
-  std::vector<std::string> sources;
-  for (const auto& x : data) {
-    contexts.push_back(s.tokenize(x.text));
-    ICAE_CHECK(!contexts.back().empty(), ErrorKind::BadInput, x.source + ": no tokens");
-    sources.push_back(x.source);
-  }
   eval::AeEvalOptions o;
   o.batch = a.batch;
-  eval::AeReport r = eval::eval_ae(s, contexts, sources, o);
+  eval::AeReport r = eval::eval_ae(s, data, o);
   if (a.json) {
     nlohmann::json j = report_head(a, "ae");
     j["decoding"] = decoding(a.sampling);

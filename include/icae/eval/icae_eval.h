@@ -1,4 +1,4 @@
-// Measuring an ICAE adapter the paper's way, on token ids (the CLI tokenizes; tests feed ids):
+// Measuring an ICAE adapter the paper's way, on token ids (tests feed ids; ae also takes text):
 //   ae: greedy reconstruction of each context from its slots — BLEU-4, exact-match prefix,
 //       teacher-forced token accuracy (the decoder's argmax vs the context, given the truth so far)
 //   lm: perplexity of a continuation given (i) the slots of the preceding text, (ii) the
@@ -44,6 +44,10 @@ struct AeReport {
 };
 AeReport eval_ae(Session& session, const std::vector<Ids>& contexts, const std::vector<std::string>& sources,
                  const AeEvalOptions& options = {});
+// The same on text samples (eval_data.h's read_eval_data, EvalDataKind::Text), tokenized by the
+// session: what `icae eval ae` and Python's Model.eval_ae run. A sample without tokens is bad input.
+struct EvalSample;
+AeReport eval_ae(Session& session, const std::vector<EvalSample>& texts, const AeEvalOptions& options = {});
 
 // ---- lm
 struct LmEvalOptions {
