@@ -33,7 +33,7 @@ with tempfile.TemporaryDirectory() as tmp:
     again = icae.Slots.load(str(path))
     assert again.count == slots.count
 
-    # 3. Answers from the fine-tuned adapter's (embedding) slots, streamed as they decode.
+    # 3. Answers from the fine-tuned adapter's (key/value) slots, streamed as they decode.
     ft = icae.load(model, adapter=demo / "adapter-ft.safetensors", threads=2)
     print("answer: ", end="")
     for piece in ft.answer(ft.compress(passage), "What is this passage about?", stream=True, max_new_tokens=60):
