@@ -15,6 +15,8 @@
 
 namespace icae::cli {
 
+namespace {
+
 void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, int& threads, DeviceUse use) {
   cmd->add_option("--device", device, "Where to run: cpu, cuda or cuda:N")->capture_default_str();
   if (use == DeviceUse::Training) {
@@ -36,12 +38,14 @@ void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, 
       ->capture_default_str();
 }
 
+}  // namespace
+
 void add_run_options(CLI::App* cmd, RunOptions& o, DeviceUse use) {
   add_device_options(cmd, o.device, o.dtype, o.threads, use);
   if (use == DeviceUse::Inference)
     cmd->add_flag("--dense-decode", o.dense_decode,
-                "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks\n"
-                "(the default uses the blocks where their kernels are vectorised: AVX-512)");
+                  "With a .gguf model on the CPU: decode with dense weights instead of the file's Q4_1/Q8_0 blocks\n"
+                  "(the default uses the blocks where their kernels are vectorised: AVX-512)");
 }
 
 CLI::Option* add_model_options(CLI::App* cmd, ModelOptions& o, const ModelOptionsUse& use) {

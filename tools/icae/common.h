@@ -17,12 +17,10 @@ struct RunOptions {
   bool dense_decode = false;   // .gguf: decode with dense weights instead of the file's blocks
 };
 
-// --device, --dtype, --threads alone: the one declaration of them (add_run_options adds
-// --dense-decode for inference). Training takes auto, f32 or bf16 (f16 is not safe to train in).
+// --device, --dtype, --threads (the one declaration of them) and, for inference, --dense-decode.
+// Training takes auto, f32 or bf16 (f16 is not safe to train in).
 enum class DeviceUse { Inference, Training };
 void add_run_options(CLI::App* cmd, RunOptions& options, DeviceUse use = DeviceUse::Inference);
-void add_device_options(CLI::App* cmd, std::string& device, std::string& dtype, int& threads,
-                        DeviceUse use = DeviceUse::Inference);
 // --model, --adapter, --tokenizer, --lora-alpha and the run options: what a command loads. A
 // command's arguments derive from ModelOptions (or hold one) and declare them with
 // add_model_options, saying which of them it takes.
